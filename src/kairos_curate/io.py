@@ -26,11 +26,24 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "atomic_path",
     "atomic_write",
     "load_embeddings",
     "save_embeddings",
     "write_json",
 ]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp_name: str, target: Path) -> None:
+    """Give the finished temporary file normal permissions and rename it over ``target``."""
+    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600; finished files are ordinary
+    os.replace(tmp_name, target)
 
 
 @contextlib.contextmanager
@@ -47,7 +60,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
+        _publish(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -67,7 +80,7 @@ def atomic_path(path: str | os.PathLike[str]) -> contextlib.AbstractContextManag
         os.close(fd)
         try:
             yield Path(tmp_name)
-            os.replace(tmp_name, target)
+            _publish(tmp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)

@@ -1,0 +1,47 @@
+"""Shared fixtures: a small real scenario built once per session from Fashion-MNIST."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kairos_curate.data.fashion_mnist import DEFAULT_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _have_fashion_mnist() -> bool:
+    return (Path(os.environ.get("KAIROS_FASHION_MNIST_DIR", DEFAULT_DIR)) / "train-images-idx3-ubyte.gz").exists()
+
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not _have_fashion_mnist() and not os.environ.get("CI"),
+    reason="Fashion-MNIST not installed (run `make setup`)",
+)
+
+SMALL_SCENARIO = dict(
+    task_classes="0,1,3,5,7,8",
+    offtask_classes="2,4,6,9",
+    offtask_labels="2:0,4:3,6:0,9:7",
+    pool_per_task_class=40,
+    pool_per_offtask_class=20,
+    reference_per_class=10,
+    test_per_class=15,
+    pixel_noise_fraction=0.15,
+    pixel_noise_severities="0.5,1,3",
+    label_flip_fraction=0.1,
+    seed=3,
+    fashion_mnist_dir="default",
+)
+
+
+@pytest.fixture(scope="session")
+def small_scenario():
+    """A scenario of 320 pool / 60 reference / 90 test images (real Fashion-MNIST pixels)."""
+    from kairos_curate.data.scenario import ScenarioConfig, build_scenario
+
+    return build_scenario(ScenarioConfig.from_params(SMALL_SCENARIO))
