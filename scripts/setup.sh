@@ -4,6 +4,7 @@
 #   2. the offline default images: Debian's dataset-fashion-mnist (unless $KAIROS_FASHION_MNIST_DIR is set)
 #   3. the `python3` Jupyter kernel inside the venv (papermill runs the stage notebooks with it)
 #   4. DVC analytics off
+#   5. Debian's headless Chromium (the report stage screenshots its pages; the tests check them)
 # Usage: bash scripts/setup.sh   (called by `make repro` and `make test`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,17 +33,26 @@ else
   say "packages up to date"
 fi
 
+apt_install() {  # apt_install PACKAGE... : as root, via sudo, or fail saying what to run
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    die "run as root: apt-get update && apt-get install -y $*"
+  fi
+  $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
 fmnist_dir=${KAIROS_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 if [ ! -f "$fmnist_dir/train-images-idx3-ubyte.gz" ]; then
   if [ -n "${KAIROS_FASHION_MNIST_DIR:-}" ]; then
     die "KAIROS_FASHION_MNIST_DIR=$fmnist_dir holds no train-images-idx3-ubyte.gz"
   fi
   say "installing the default images (Debian package dataset-fashion-mnist)"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
-    die "run as root: apt-get update && apt-get install -y dataset-fashion-mnist (or set KAIROS_FASHION_MNIST_DIR)"
-  fi
-  $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null \
-    || die "apt-get install dataset-fashion-mnist failed"
+  apt_install dataset-fashion-mnist
+fi
+
+if ! command -v chromium >/dev/null; then
+  say "installing headless Chromium (Debian package chromium) for report screenshots and browser checks"
+  apt_install chromium
 fi
 
 if ! "$VENV/bin/jupyter" kernelspec list 2>/dev/null | grep -q "python3 .*$(pwd)/$VENV"; then

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from kairos_curate.config import none_if_default, parse_list, parse_map
+from kairos_curate.config import none_if_default, parse_bool, parse_list, parse_map
 from kairos_curate.io import atomic_write, load_embeddings, save_embeddings, write_json
 
 
@@ -24,6 +24,10 @@ def test_parse_list_and_map():
         parse_map("2-0", int, int, "m")
     assert none_if_default("none") is None and none_if_default("default") is None
     assert none_if_default("models/x.pt") == "models/x.pt"
+    # DVC renders YAML booleans lower-case and papermill passes them on as strings
+    assert parse_bool("false", "b") is False and parse_bool("true", "b") is True and parse_bool(False, "b") is False
+    with pytest.raises(ValueError, match="parameter b"):
+        parse_bool("maybe", "b")
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
@@ -66,7 +70,7 @@ def test_embedding_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"dvc repro embed"):
         load_embeddings(tmp_path / "missing.npz")
     np.savez(tmp_path / "bad.npz", X=np.ones((2, 2)))
-    with pytest.raises(ValueError, match="bad.npz"):
+    with pytest.raises(ValueError, match=r"bad\.npz"):
         load_embeddings(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="one id per row"):
         save_embeddings(tmp_path / "x.npz", ["a"], np.ones((2, 2)))

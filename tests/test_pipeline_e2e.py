@@ -54,7 +54,7 @@ def _dvc(project: Path, *args: str, timeout: int = 1200) -> subprocess.Completed
 def project(tmp_path_factory):
     """A scratch copy of the project with tiny parameters, after one full `dvc repro`."""
     dest = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "notebooks", "src"):
+    for name in ("dvc.yaml", "notebooks", "src", "scripts"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -143,3 +143,15 @@ def test_deleted_input_gives_a_clear_error(project, tmp_path):
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         value.run({"bandwidth": "median", "label_mode": "none", "lam": 0.97, "top_frac": 0.2,
                    "policies": "global", "min_class_share": 0.5, "seed": 0}, root=tmp_path)
+
+
+def test_finetune_stage_gives_the_same_metrics_twice(project):
+    """Same seeds, same metrics (train time aside). Runs last: it rewrites the project's outputs."""
+    from kairos_curate.pipeline import finetune
+
+    params = yaml.safe_load((project / "params.yaml").read_text())["finetune"]
+    params.update(configs="random,kairos_per_class", noisy_configs="", size_fractions="")
+    first = finetune.run(params, root=project, progress=False)["runs"]
+    second = finetune.run(params, root=project, progress=False)["runs"]
+    columns = ["config", "draw", "trial", "accuracy", "macro_f1", "auc", "best_epoch", "n_train"]
+    pd.testing.assert_frame_equal(first[columns], second[columns])

@@ -20,6 +20,7 @@ __all__ = [
     "Paths",
     "load_params",
     "none_if_default",
+    "parse_bool",
     "parse_list",
     "parse_map",
     "project_root",
@@ -46,6 +47,8 @@ class Paths:
 
     prepared: Path = Path("data/prepared")
     truth: Path = Path("data/truth/truth.parquet")
+    noisy_pool: Path = Path("data/prepared_noisy/pool_noisy.npz")
+    noisy_truth: Path = Path("data/truth/truth_noisy.parquet")
     embeddings: Path = Path("data/embeddings")
     embedding_cache: Path = Path("data/cache/embeddings")
     values: Path = Path("data/values")
@@ -102,6 +105,19 @@ def parse_map(value: Any, key: Callable[[str], Any], val: Callable[[str], Any], 
         except ValueError:
             raise ValueError(f"parameter {name}: cannot read {pair!r}") from None
     return out
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    """Read a boolean parameter. DVC renders YAML booleans as ``true``/``false``, which papermill
+    passes on as strings (and ``bool("false")`` is True), so strings are parsed explicitly."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "1", "on"}:
+        return True
+    if text in {"false", "no", "0", "off"}:
+        return False
+    raise ValueError(f"parameter {name}: expected true or false, got {value!r}")
 
 
 def none_if_default(value: Any) -> Any:

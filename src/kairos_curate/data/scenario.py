@@ -34,7 +34,16 @@ from kairos_curate.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from kairos_curate.data.sources import ArrayImageSource
 from kairos_curate.io import atomic_path, write_json
 
-__all__ = ["Scenario", "ScenarioConfig", "build_scenario", "load_scenario", "pixel_hashes"]
+__all__ = [
+    "PoolVariant",
+    "Scenario",
+    "ScenarioConfig",
+    "add_pool_noise",
+    "build_scenario",
+    "load_pool_variant",
+    "load_scenario",
+    "pixel_hashes",
+]
 
 SPLITS = ("pool", "reference", "test")
 
@@ -329,6 +338,76 @@ def build_scenario(config: ScenarioConfig) -> Scenario:
         },
     }
     return Scenario(samples=samples, pixels=pixels, truth=truth, class_names=class_names, info=info)
+
+
+@dataclass
+class PoolVariant:
+    """The pool with extra pixel noise: same ids and labels, some images changed.
+
+    Used for the poster's "robustness to noise" experiments: curation is re-run on this pool
+    and compared with training on it in full or at random.
+    """
+
+    ids: np.ndarray
+    pixels: np.ndarray
+    truth: pd.DataFrame
+    info: dict[str, Any]
+
+    def source(self) -> ArrayImageSource:
+        """The variant's images."""
+        return ArrayImageSource(self.ids, self.pixels)
+
+    def save(self, pixels_path: str | Path, truth_path: str | Path) -> None:
+        """Write the pixels (``.npz`` with ids) and the variant's truth table atomically."""
+        with atomic_path(pixels_path) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(handle, ids=self.ids, pixels=self.pixels)
+        with atomic_path(truth_path) as tmp:
+            self.truth.to_parquet(tmp, index=False)
+
+
+def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[float], seed: int) -> PoolVariant:
+    """Add Gaussian pixel noise to ``fraction`` of the pool images that have no pixel noise yet.
+
+    The severities are in the scenario's unit (the clean pool's pixel std) and split evenly
+    over the chosen images. Needs the scenario's truth table (to pick images without noise and
+    to record what was done); the returned truth has the same columns, updated.
+    """
+    if scenario.truth.empty:
+        raise ValueError("add_pool_noise needs the scenario's truth table (load_scenario(..., truth_path))")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"noise fraction must be in [0, 1], got {fraction}")
+    if fraction > 0 and not severities:
+        raise ValueError("at least one noise severity is needed")
+    rng = np.random.default_rng(seed)
+    pool = scenario.table("pool")[["id"]].merge(scenario.truth, on="id", how="left")
+    pixels = scenario.pixels[scenario.split_mask("pool")]
+    candidates = np.flatnonzero((pool["corruption"] == "none").to_numpy())
+    n = round(fraction * pool.shape[0])
+    rows = _take(rng, candidates, min(n, candidates.size), "extra pool noise")
+    truth = pool.copy()
+    unit = float(scenario.info["severity_unit_pixel_std"])
+    for sev, chunk in zip(severities, np.array_split(rng.permutation(rows), len(severities)), strict=False):
+        if chunk.size == 0:
+            continue
+        result = corruptions.gaussian_noise(pixels, np.sort(chunk), severity=float(sev), rng=rng, unit_std=unit)
+        pixels = result.images
+        truth.loc[result.indices, "corruption"] = result.kind
+        truth.loc[result.indices, "severity"] = float(sev)
+    truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
+    info = {"fraction": fraction, "severities": list(map(float, severities)), "seed": seed,
+            "added": int(rows.size), "pool_noisy": int(truth["noisy"].sum())}
+    return PoolVariant(ids=pool["id"].to_numpy(dtype=str), pixels=pixels, truth=truth, info=info)
+
+
+def load_pool_variant(pixels_path: str | Path, truth_path: str | Path | None = None) -> PoolVariant:
+    """Load a :class:`PoolVariant` (truth only when ``truth_path`` is given)."""
+    path = Path(pixels_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run `dvc repro prepare` to build the noisy pool")
+    with np.load(path, allow_pickle=False) as data:
+        ids, pixels = data["ids"].astype(str), data["pixels"]
+    truth = pd.read_parquet(truth_path) if truth_path is not None else pd.DataFrame()
+    return PoolVariant(ids=ids, pixels=pixels, truth=truth, info={})
 
 
 def class_counts(scenario: Scenario) -> pd.DataFrame:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kairos_curate.config import PATHS, none_if_default
-from kairos_curate.data.scenario import Scenario, load_scenario
+from kairos_curate.config import PATHS, none_if_default, parse_bool
+from kairos_curate.data.scenario import Scenario, load_pool_variant, load_scenario
 from kairos_curate.io import load_embeddings, save_embeddings, write_json
 
 __all__ = ["load_split_embeddings", "nearest_reference_distance", "projection_figure", "run"]
@@ -33,17 +33,20 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
     from kairos_curate.embedding import embed_source, load_encoder
 
     base = Path(root)
+    normalize = parse_bool(params["normalize"], "embed.normalize")
     scenario = load_scenario(base / PATHS.prepared)
     encoder = load_encoder(str(params["encoder"]), weights=none_if_default(params.get("weights")),
                            image_size=int(params["image_size"]), device=str(params.get("device", "auto")))
     metrics: dict[str, Any] = {"encoder": encoder.name, "dim": int(encoder.dim), "device": str(encoder.device),
-                               "image_size": int(params["image_size"]), "normalize": bool(params["normalize"])}
+                               "image_size": int(params["image_size"]), "normalize": normalize}
     total_images, total_time = 0, 0.0
-    for split in SPLITS:
-        source = scenario.source(split)
+    # The noisy pool variant shares most images with the pool: the content-keyed cache embeds only
+    # the images its extra noise changed.
+    variant = load_pool_variant(base / PATHS.noisy_pool).source()
+    for split, source in [*((s, scenario.source(s)) for s in SPLITS), ("pool_noisy", variant)]:
         start = time.perf_counter()
         ids, matrix = embed_source(source, encoder, batch_size=int(params["batch_size"]),
-                                   normalize=bool(params["normalize"]), cache_dir=base / PATHS.embedding_cache,
+                                   normalize=normalize, cache_dir=base / PATHS.embedding_cache,
                                    progress=progress, desc=f"embed {split}")
         elapsed = time.perf_counter() - start
         save_embeddings(base / PATHS.embeddings / f"{split}.npz", ids, matrix)
@@ -85,7 +88,7 @@ def truth_groups(scenario: Scenario, truth: pd.DataFrame) -> np.ndarray:
 
 
 def projection_figure(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], scenario: Scenario,
-                      method: str = "tsne", max_points: int = 3000, seed: int = 0) -> Figure:
+                      method: str = "tsne", max_points: int = 1500, seed: int = 0) -> Figure:
     """Pool vs reference in 2-D (t-SNE or PCA), coloured by source and by shown class."""
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA

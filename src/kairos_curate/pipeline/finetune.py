@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from kairos_curate.config import PATHS, none_if_default, parse_list
-from kairos_curate.data.scenario import Scenario, load_scenario
+from kairos_curate.data.scenario import Scenario, load_pool_variant, load_scenario
 from kairos_curate.evaluation import mean_std
 from kairos_curate.io import atomic_path, write_json
 from kairos_curate.training.backbones import load_backbone
@@ -72,6 +73,22 @@ def build_subsets(configs: Sequence[str], selections: dict[str, Any], pool_ids: 
         else:
             raise ValueError(f"unknown finetune config {name!r}; use full, random, kairos_<policy> or oracle")
     return subsets
+
+
+def _variant_features(backbone: Any, pool_features: torch.Tensor, pool_pixels: np.ndarray,
+                      variant_pixels: np.ndarray, ids: np.ndarray, device: str) -> torch.Tensor:
+    """Stem outputs of a pool variant: recomputed for the changed images, reused for the rest.
+
+    Exact, because the stem is frozen and in eval mode: an unchanged image has the same output.
+    """
+    from kairos_curate.data.sources import ArrayImageSource
+
+    changed = np.flatnonzero((variant_pixels != pool_pixels).reshape(len(ids), -1).any(axis=1))
+    out = pool_features.clone()
+    if changed.size:
+        source = ArrayImageSource(ids[changed], variant_pixels[changed])
+        out[torch.from_numpy(changed)] = compute_stem_features(backbone, source, device=device, progress=False)
+    return out
 
 
 def summarise(runs: pd.DataFrame, by: Sequence[str] = ("config", "method")) -> pd.DataFrame:
@@ -134,6 +151,21 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
                                           desc="stem features (test)", device=str(params.get("device", "auto")))
 
     # The sizes sweep trains with the first method only; it traces one curve, not the whole grid.
+    pools = {name: features for name in subsets}
+    noisy_configs = parse_list(params.get("noisy_configs", ""), str, "finetune.noisy_configs")
+    if noisy_configs:
+        # Robustness to noise: the same pool with extra pixel noise, curated by its own valuation.
+        variant = load_pool_variant(base / PATHS.noisy_pool, base / PATHS.noisy_truth)
+        if not np.array_equal(variant.ids, pool_ids):
+            raise ValueError(f"{base / PATHS.noisy_pool} does not match the pool; rerun `dvc repro prepare`")
+        noisy_selections = json.loads((base / PATHS.values / "selections_noisy.json").read_text())
+        noisy_features = _variant_features(backbone, features, scenario.pixels[scenario.split_mask("pool")],
+                                           variant.pixels, variant.ids, str(params.get("device", "auto")))
+        for name, draws in build_subsets(noisy_configs, noisy_selections, pool_ids, k, int(params["random_draws"]),
+                                         seed, variant.truth).items():
+            subsets[f"noisy:{name}"] = draws
+            pools[f"noisy:{name}"] = noisy_features
+
     jobs = [(name, draw, rows, method, trial) for name, draws in subsets.items()
             for draw, rows in enumerate(draws)
             for method in (methods[:1] if name.startswith("sweep:") else methods) for trial in range(trials)]
@@ -143,7 +175,7 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
                                 lora_dropout=float(params["lora_dropout"]), lora_targets=str(params["lora_targets"]),
                                 epochs=int(params["epochs"]), batch_size=int(params["batch_size"]),
                                 learning_rate=float(params["learning_rate"]), device=str(params.get("device", "auto")))
-        result = train_run(backbone, features, labels, rows, test_features, test_labels, num_classes, config,
+        result = train_run(backbone, pools[name], labels, rows, test_features, test_labels, num_classes, config,
                            seed=seed + 1000 * draw + trial)
         records.append({"config": name, "method": method, "draw": draw, "trial": trial,
                         "n_selected": int(rows.size), "uses_ground_truth": name == "oracle", **result.as_dict()})

@@ -9,19 +9,36 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kairos_curate.config import PATHS
-from kairos_curate.data.scenario import Scenario, ScenarioConfig, build_scenario, class_counts
+from kairos_curate.config import PATHS, parse_list
+from kairos_curate.data.scenario import (
+    PoolVariant,
+    Scenario,
+    ScenarioConfig,
+    add_pool_noise,
+    build_scenario,
+    class_counts,
+)
 from kairos_curate.io import write_json
 from kairos_curate.reporting.plots import image_grid
 
 __all__ = ["class_overlap", "corruption_grid", "pixel_statistics", "run", "sample_grid"]
 
 
+NOISY_VARIANT_KEYS = ("noisy_variant_fraction", "noisy_variant_severities")
+
+
 def run(params: dict[str, Any], root: str | Path = ".") -> Scenario:
-    """Build the scenario from the ``scenario`` parameters and write it, its truth and metrics."""
+    """Build the scenario from the ``scenario`` parameters and write it, its truth and metrics.
+
+    Also writes the noisy pool variant (the same pool with extra Gaussian pixel noise on
+    ``noisy_variant_fraction`` of its clean images) used by the robustness-to-noise experiments.
+    """
     base = Path(root)
-    scenario = build_scenario(ScenarioConfig.from_params(params))
+    config = {k: v for k, v in params.items() if k not in NOISY_VARIANT_KEYS}
+    scenario = build_scenario(ScenarioConfig.from_params(config))
     scenario.save(base / PATHS.prepared, base / PATHS.truth)
+    variant = noisy_variant(scenario, params)
+    variant.save(base / PATHS.noisy_pool, base / PATHS.noisy_truth)
     counts = scenario.info["counts"]
     write_json(base / PATHS.metrics / "prepare.json", {
         **counts,
@@ -29,8 +46,17 @@ def run(params: dict[str, Any], root: str | Path = ".") -> Scenario:
         "pool_off_task_fraction": counts["pool_off_task"] / counts["pool"],
         "severity_unit_pixel_std": scenario.info["severity_unit_pixel_std"],
         "n_task_classes": len(scenario.class_names),
+        "noisy_variant": variant.info,
     })
     return scenario
+
+
+def noisy_variant(scenario: Scenario, params: dict[str, Any]) -> PoolVariant:
+    """The noisy pool variant described by ``noisy_variant_*`` parameters (seeded by ``seed``)."""
+    return add_pool_noise(scenario, float(params.get("noisy_variant_fraction", 0.3)),
+                          parse_list(params.get("noisy_variant_severities", "0.5,1"), float,
+                                     "scenario.noisy_variant_severities"),
+                          seed=int(params["seed"]) + 1)
 
 
 def class_overlap(scenario: Scenario) -> pd.DataFrame:
@@ -103,6 +129,39 @@ def corruption_grid(scenario: Scenario, per_kind: int = 8, seed: int = 0) -> Fig
             titles.append("")
         labels.append(name)
     return image_grid(np.stack(images), titles, ncols=per_kind, row_labels=labels)
+
+
+GALLERY = (
+    ("gaussian_noise", {"severity": 0.1}), ("gaussian_noise", {"severity": 0.5}),
+    ("gaussian_noise", {"severity": 1.0}), ("gaussian_noise", {"severity": 3.0}),
+    ("gaussian_noise", {"severity": 6.0}), ("gaussian_noise", {"severity": 9.0}),
+    ("motion_blur", {"length": 3, "angle": 0.0}), ("motion_blur", {"length": 7, "angle": 45.0}),
+    ("sensor_noise", {"photons": 50.0, "read_noise": 5.0}), ("sensor_noise", {"photons": 5.0, "read_noise": 10.0}),
+    ("jpeg_artefacts", {"quality": 30}), ("jpeg_artefacts", {"quality": 5}),
+)
+
+
+def corruption_gallery(scenario: Scenario, n_images: int = 6, seed: int = 0) -> Figure:
+    """Every pixel corruption at several severities, applied to the same clean reference images.
+
+    Display only (the images shown are copies): it shows where each corruption starts to destroy
+    the image. Gaussian severities are in units of the clean pool's pixel std; the poster's 3/6/9
+    saturate on Fashion-MNIST, hence the milder levels.
+    """
+    from kairos_curate.data import corruptions
+
+    rng = np.random.default_rng(seed)
+    ref = scenario.pixels[scenario.split_mask("reference")]
+    chosen = ref[np.sort(rng.choice(ref.shape[0], size=min(n_images, ref.shape[0]), replace=False))]
+    rows = np.arange(chosen.shape[0])
+    unit = float(scenario.info["severity_unit_pixel_std"])
+    images, labels = [chosen], ["clean"]
+    for kind, kwargs in GALLERY:
+        extra = {"unit_std": unit} if kind == "gaussian_noise" else {}
+        result = corruptions.apply_corruption(kind, chosen, rows, rng, **kwargs, **extra)
+        images.append(result.images)
+        labels.append(kind.replace("_", " ") + " " + ", ".join(f"{k}={v:g}" for k, v in kwargs.items()))
+    return image_grid(np.concatenate(images), ncols=chosen.shape[0], row_labels=labels)
 
 
 def counts_table(scenario: Scenario) -> pd.DataFrame:

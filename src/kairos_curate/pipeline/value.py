@@ -46,14 +46,27 @@ def aligned_embeddings(path: Path, ids: np.ndarray) -> np.ndarray:
 
 
 def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -> dict[str, Any]:
-    """Value the pool, select with each policy, write values, selections and metrics."""
+    """Value the pool and its noisy variant, select with each policy, write values, selections, metrics.
+
+    Outputs for the pool: ``values.parquet``, ``selections.json``; for the noisy variant (same ids,
+    extra pixel noise): ``values_noisy.parquet``, ``selections_noisy.json``.
+    """
+    base = Path(root)
+    out = _value_pool(params, base, "pool", "", progress)
+    noisy = _value_pool(params, base, "pool_noisy", "_noisy", progress)
+    metrics = {**out["metrics"], "noisy_pool": noisy["metrics"]}
+    write_json(base / PATHS.metrics / "value.json", metrics)
+    return {**out, "metrics": metrics, "noisy": noisy}
+
+
+def _value_pool(params: dict[str, Any], base: Path, embedding_name: str, suffix: str,
+                progress: bool) -> dict[str, Any]:
     from kairos_curate.valuation import kairos_values, select
 
-    base = Path(root)
     scenario = load_scenario(base / PATHS.prepared)  # no truth table: selection never sees it
     pool, ref = scenario.table("pool"), scenario.table("reference")
     pool_ids = pool["id"].to_numpy(dtype=str)
-    pool_x = aligned_embeddings(base / PATHS.embeddings / "pool.npz", pool_ids)
+    pool_x = aligned_embeddings(base / PATHS.embeddings / f"{embedding_name}.npz", pool_ids)
     ref_x = aligned_embeddings(base / PATHS.embeddings / "reference.npz", ref["id"].to_numpy(dtype=str))
     label_mode = none_if_default(params.get("label_mode"))
     seed = int(params["seed"])
@@ -65,7 +78,7 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
     value_seconds = time.perf_counter() - start
     frame = result.to_frame(pool_ids).reset_index()
     frame["class_name"] = frame["id"].map(dict(zip(pool["id"], pool["class_name"], strict=True)))
-    with atomic_path(base / PATHS.values / "values.parquet") as tmp:
+    with atomic_path(base / PATHS.values / f"values{suffix}.parquet") as tmp:
         frame.to_parquet(tmp, index=False)
 
     k = max(1, round(float(params["top_frac"]) * pool_ids.size))
@@ -76,12 +89,15 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
             warnings.simplefilter("ignore")  # recorded in the selection and printed below instead
             chosen = select(result, k, policy=policy, labels=pool["label"].to_numpy(), ids=pool_ids,
                             reference_labels=ref["label"].to_numpy(), embeddings=pool_x, reference=ref_x,
-                            min_class_share=float(params["min_class_share"]), seed=seed)
+                            min_class_share=float(params["min_class_share"]), seed=seed,
+                            # herding alone ignores the values; dropping each class's lowest-valued
+                            # fraction first is what makes it a KAIROS selection
+                            drop_fraction=float(params.get("herding_drop", 0.0)) if policy == "herding" else 0.0)
         for message in chosen.warnings:
-            print(f"WARNING [{policy}]: {message}")
+            print(f"WARNING [{embedding_name}, {policy}]: {message}")
         selections[policy] = chosen.to_dict()
         histograms[policy] = {scenario.class_names[int(c)]: int(n) for c, n in chosen.class_counts.items()}
-    write_json(base / PATHS.values / "selections.json", selections)
+    write_json(base / PATHS.values / f"selections{suffix}.json", selections)
 
     metrics = {
         "bandwidth": result.bandwidth, "label_mode": label_mode or "none", "k": k, "pool_size": int(pool_ids.size),
@@ -92,7 +108,6 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
             "warnings": len(selections[policy]["warnings"]),
         } for policy, hist in histograms.items()},
     }
-    write_json(base / PATHS.metrics / "value.json", metrics)
     return {"result": result, "frame": frame, "selections": selections, "histograms": histograms,
             "metrics": metrics}
 

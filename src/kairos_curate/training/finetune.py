@@ -104,7 +104,7 @@ def compute_stem_features(backbone: Backbone, source: ImageSource, *, batch_size
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"{backbone.name.replace(':', '_')}-{_features_key(backbone, source)}.npy"
         if cache_file.exists():
-            return torch.from_numpy(np.load(cache_file))
+            return _channels_last(torch.from_numpy(np.load(cache_file)))
     dev = resolve_device(device)
     stem = backbone.stem.to(dev).to(memory_format=torch.channels_last)
     chunks = []
@@ -117,8 +117,14 @@ def compute_stem_features(backbone: Backbone, source: ImageSource, *, batch_size
     features = torch.cat(chunks) if chunks else torch.zeros(0)
     if cache_file is not None:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, features.numpy())
-    return features
+            np.save(handle, features.contiguous().numpy())
+    return _channels_last(features)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Feature maps in channels-last layout: on CPU, oneDNN's convolutions over small spatial maps
+    are about ten times faster in this layout than in NCHW (measured on the 1x1 conv head)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def _prepare_tail(backbone: Backbone, num_classes: int, config: FinetuneConfig) -> nn.Module:
@@ -168,12 +174,12 @@ def train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, se
     train_rows, val_rows = train_test_split(rows, test_size=config.val_fraction, random_state=seed, stratify=stratify)
     device = resolve_device(config.device)
     torch.manual_seed(seed)
-    model = _prepare_tail(backbone, num_classes, config).to(device)
+    model = _prepare_tail(backbone, num_classes, config).to(device).to(memory_format=torch.channels_last)
     trainable = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
-    x_train, y_train = features[train_rows], torch.from_numpy(y[train_rows])
-    x_val, y_val = features[val_rows], y[val_rows]
+    x_train, y_train = _channels_last(features[train_rows]), torch.from_numpy(y[train_rows])
+    x_val, y_val = _channels_last(features[val_rows]), y[val_rows]
     generator = torch.Generator().manual_seed(seed)
     use_amp = device.type == "cuda"
 
@@ -203,7 +209,8 @@ def train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, se
 
     assert best_state is not None
     model.load_state_dict(best_state)
-    metrics = classification_metrics(test_labels, _predict(model, test_features, config.batch_size, device))
+    metrics = classification_metrics(test_labels,
+                                     _predict(model, _channels_last(test_features), config.batch_size, device))
     return RunResult(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], auc=metrics["auc"],
                      train_time_s=train_time, trainable_params=trainable, n_train=int(train_rows.size),
                      n_val=int(val_rows.size), best_epoch=best_epoch, val_macro_f1=best_f1)

@@ -1,0 +1,81 @@
+"""Leakage rules of the fine-tuning experiments, checked by ids and pixel hashes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kairos_curate.pipeline.finetune import build_subsets, check_no_leakage, poster_table, summarise
+
+from .conftest import requires_fashion_mnist
+
+
+@requires_fashion_mnist
+def test_the_default_scenario_has_no_leakage(small_scenario):
+    check_no_leakage(small_scenario)
+
+
+@requires_fashion_mnist
+def test_leakage_by_id_is_caught(small_scenario):
+    leaky = small_scenario.samples.copy()
+    test_id = leaky.loc[leaky["split"] == "test", "id"].iloc[0]
+    leaky.loc[leaky.index[leaky["split"] == "pool"][0], "id"] = test_id
+    broken = type(small_scenario)(samples=leaky, pixels=small_scenario.pixels, truth=small_scenario.truth,
+                                  class_names=small_scenario.class_names, info=small_scenario.info)
+    with pytest.raises(RuntimeError, match="ids in both test and pool"):
+        check_no_leakage(broken)
+
+
+@requires_fashion_mnist
+def test_leakage_by_pixels_is_caught(small_scenario):
+    pixels = small_scenario.pixels.copy()
+    ref_row = np.flatnonzero(small_scenario.split_mask("reference"))[0]
+    test_row = np.flatnonzero(small_scenario.split_mask("test"))[0]
+    pixels[test_row] = pixels[ref_row]
+    broken = type(small_scenario)(samples=small_scenario.samples, pixels=pixels, truth=small_scenario.truth,
+                                  class_names=small_scenario.class_names, info=small_scenario.info)
+    with pytest.raises(RuntimeError, match="pixel hash"):
+        check_no_leakage(broken)
+
+
+def _selections(ids):
+    return {"per_class": {"ids": list(ids[:5])}, "global": {"ids": list(ids[-5:])}}
+
+
+def test_subsets_only_hold_pool_rows_and_oracle_only_clean_ones():
+    ids = np.array([f"p{i}" for i in range(20)])
+    truth = pd.DataFrame({"id": ids, "noisy": [i % 3 == 0 for i in range(20)]})
+    subsets = build_subsets(["full", "random", "kairos_per_class", "kairos_global", "oracle"], _selections(ids),
+                            ids, k=5, random_draws=4, seed=0, truth=truth)
+    assert np.array_equal(subsets["full"][0], np.arange(20))
+    assert len(subsets["random"]) == 4 and all(s.size == 5 and np.unique(s).size == 5 for s in subsets["random"])
+    assert ids[subsets["kairos_per_class"][0]].tolist() == [f"p{i}" for i in range(5)]  # best-first order kept
+    oracle = subsets["oracle"][0]
+    assert not truth["noisy"].to_numpy()[oracle].any()
+    again = build_subsets(["random"], {}, ids, 5, 4, 0, None)
+    assert all(np.array_equal(a, b) for a, b in zip(again["random"], subsets["random"], strict=True))
+
+
+def test_subset_errors_say_what_is_missing():
+    ids = np.array(["a", "b", "c"])
+    with pytest.raises(ValueError, match="made no 'herding' selection"):
+        build_subsets(["kairos_herding"], _selections(ids), ids, 2, 1, 0, None)
+    with pytest.raises(ValueError, match="unknown finetune config"):
+        build_subsets(["best"], {}, ids, 2, 1, 0, None)
+    with pytest.raises(ValueError, match="truth"):
+        build_subsets(["oracle"], {}, ids, 2, 1, 0, None)
+
+
+def test_summary_is_mean_and_sample_std_over_runs():
+    runs = pd.DataFrame({
+        "config": ["random"] * 3 + ["full"], "method": ["lora"] * 4, "n_selected": [5, 5, 5, 20],
+        "accuracy": [0.5, 0.6, 0.7, 0.9], "macro_f1": [0.4, 0.5, 0.6, 0.8], "auc": [0.8, 0.8, 0.8, 0.9],
+        "train_time_s": [1.0, 2.0, 3.0, 10.0], "trainable_params": [7] * 4,
+    })
+    summary = summarise(runs).set_index("config")
+    assert summary.loc["random", "accuracy_mean"] == pytest.approx(0.6)
+    assert summary.loc["random", "accuracy_std"] == pytest.approx(0.1)
+    assert summary.loc["full", "accuracy_std"] == 0.0 and summary.loc["random", "runs"] == 3
+    table = poster_table(summary.reset_index())
+    assert table.loc[table["config"] == "random", "Accuracy"].item() == "0.600 ± 0.100"
