@@ -79,3 +79,16 @@ def test_summary_is_mean_and_sample_std_over_runs():
     assert summary.loc["full", "accuracy_std"] == 0.0 and summary.loc["random", "runs"] == 3
     table = poster_table(summary.reset_index())
     assert table.loc[table["config"] == "random", "Accuracy"].item() == "0.600 ± 0.100"
+
+
+def test_sweep_prefix_keeps_every_class_in_proportion():
+    from kairos_curate.pipeline.finetune import top_fraction_per_class
+
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 20)
+    ordered = np.arange(40)  # class after class, best first within each class
+    half = top_fraction_per_class(ordered, labels, 0.5)
+    assert np.bincount(labels[half]).tolist() == [5, 5, 10]
+    assert half.tolist()[:5] == [0, 1, 2, 3, 4]  # the best of each class, not the first rows overall
+    assert top_fraction_per_class(ordered, labels, 1.0).tolist() == ordered.tolist()
+    with pytest.raises(ValueError, match="size_fractions"):
+        top_fraction_per_class(ordered, labels, 0.0)

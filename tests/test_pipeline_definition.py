@@ -97,3 +97,19 @@ def test_notebook_code_stays_thin():
 def test_dvc_analytics_are_off():
     config = (ROOT / ".dvc" / "config").read_text()
     assert re.search(r"analytics\s*=\s*false", config)
+
+
+def test_params_yaml_has_no_duplicate_keys():
+    """PyYAML keeps the last of two equal keys silently; a duplicate is always an editing mistake."""
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        assert not duplicates, f"params.yaml repeats {duplicates} in one section"
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load((ROOT / "params.yaml").read_text(), StrictLoader)

@@ -34,6 +34,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from kairos_curate.devices import resolve_device
+
 __all__ = [
     "DEFAULT_MODELS_DIR",
     "IMAGENET_MEAN",
@@ -303,21 +305,6 @@ def _params_sha256(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other values are checked and returned."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]'; got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} requested but CUDA is not available; use 'cpu' or 'auto'"
-        )
-    return torch.device(device)
 
 
 def _require_file(weights: str | os.PathLike[str] | None, default: Path, what: str) -> Path:

@@ -24,7 +24,7 @@ from kairos_curate.io import atomic_path, write_json
 from kairos_curate.training.backbones import load_backbone
 from kairos_curate.training.finetune import FinetuneConfig, compute_stem_features, train_run
 
-__all__ = ["build_subsets", "check_no_leakage", "run", "summarise"]
+__all__ = ["build_subsets", "check_no_leakage", "run", "summarise", "top_fraction_per_class"]
 
 METRICS = ("accuracy", "macro_f1", "auc", "train_time_s")
 
@@ -91,6 +91,22 @@ def _variant_features(backbone: Any, pool_features: torch.Tensor, pool_pixels: n
     return out
 
 
+def top_fraction_per_class(ordered: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
+    """The first ``fraction`` of each class's rows in ``ordered`` (best first), classes kept in proportion.
+
+    A selection stores its rows best-first, but per-class and herding selections list one class
+    after another, so a plain prefix would train on the first classes only.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"finetune.size_fractions must be in (0, 1], got {fraction}")
+    rows = np.asarray(ordered, dtype=np.int64)
+    keep = np.zeros(rows.size, dtype=bool)
+    for label in np.unique(labels[rows]):
+        members = np.flatnonzero(labels[rows] == label)
+        keep[members[: max(1, round(fraction * members.size))]] = True
+    return rows[keep]
+
+
 def summarise(runs: pd.DataFrame, by: Sequence[str] = ("config", "method")) -> pd.DataFrame:
     """Mean and std (ddof=1) of every metric over trials (and random draws), one row per group."""
     rows = []
@@ -138,9 +154,7 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
             raise ValueError(f"finetune.sweep_config {sweep_config!r} is not in finetune.configs")
         ordered = subsets[sweep_config][0]  # selections are stored best-first
         for frac in sweep:
-            if not 0 < frac <= 1:
-                raise ValueError(f"finetune.size_fractions must be in (0, 1], got {frac}")
-            subsets[f"sweep:{frac:g}"] = [ordered[: max(4, round(frac * ordered.size))]]
+            subsets[f"sweep:{frac:g}"] = [top_fraction_per_class(ordered, labels, frac)]
 
     backbone = load_backbone(str(params["backbone"]), none_if_default(params.get("weights")),
                              int(params["image_size"]))

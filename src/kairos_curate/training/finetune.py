@@ -24,20 +24,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kairos_curate.data.sources import ImageSource
+from kairos_curate.devices import resolve_device
 from kairos_curate.evaluation import classification_metrics
 from kairos_curate.io import atomic_path
 from kairos_curate.training.backbones import Backbone
 
 __all__ = ["FinetuneConfig", "RunResult", "compute_stem_features", "resolve_device", "train_run"]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use device=auto or cpu")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)

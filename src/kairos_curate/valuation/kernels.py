@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kairos_curate.devices import resolve_device
+
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "KernelSpace",
@@ -46,35 +48,6 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 _LOG2E = 1.0 / math.log(2.0)
 _CPU_TILE_CAP = 2048
 _CUDA_TILE_CAP = 8192
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:1"`` into a :class:`torch.device`.
-
-    Parameters
-    ----------
-    device
-        ``"auto"`` picks CUDA when :func:`torch.cuda.is_available`, else the CPU.
-
-    Raises
-    ------
-    ValueError
-        CUDA was asked for but is not available, or the string is not a device.
-    """
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as err:
-            raise ValueError(
-                f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'"
-            ) from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu'")
-    return dev
 
 
 def choose_tile(
