@@ -99,7 +99,9 @@ def test_outputs_make_sense(project):
     assert detection.loc[("kairos_feature", "pixel noise"), "auroc_mean"] > 0.7
     assert detection.loc[("random", "any problem"), "runs"] == 2
     summary = pd.read_csv(project / "reports/tables/finetune_summary.csv")
-    assert set(summary["config"]) == {"full", "random", "kairos_per_class", "kairos_herding", "kairos_global", "oracle"}
+    main = {"full", "random", "kairos_per_class", "kairos_herding", "kairos_global", "oracle"}
+    noisy = {f"noisy:{c}" for c in yaml.safe_load((project / "params.yaml").read_text())["finetune"]["noisy_configs"].split(",")}
+    assert set(summary["config"]) == main | noisy
     assert summary["accuracy_mean"].between(0, 1).all()
     assert summary.set_index("config").loc["full", "accuracy_mean"] > 1 / 6  # above chance on 6 classes
     runs = pd.read_csv(project / "reports/tables/finetune_runs.csv")
@@ -109,6 +111,9 @@ def test_outputs_make_sense(project):
     assert "Provenance" in html and html.count("data:image/png;base64,") >= 6
     assert "was not produced" not in html
     assert (project / "reports/capstone.md").read_text().startswith("# ")
+    flags = pd.read_csv(project / "reports/audit/flags.csv")
+    assert len(flags) == prepare["pool"] and (project / "reports/audit/audit.html").exists()
+    assert (project / "reports/screenshots/capstone.png").stat().st_size > 10_000
 
 
 def test_second_repro_does_nothing(project):

@@ -39,7 +39,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from kairos_curate.baselines.methods import METHODS, ValuationInputs, run_method
-from kairos_curate.config import PATHS, none_if_default, parse_list
+from kairos_curate.config import PATHS, none_if_default, parse_bool, parse_list
 from kairos_curate.data import corruptions
 from kairos_curate.data.scenario import Scenario, load_scenario
 from kairos_curate.evaluation import (
@@ -515,7 +515,7 @@ def _encoder_embed(
             ArrayImageSource(ids, pixels),
             state["encoder"],
             batch_size=int(params["batch_size"]),
-            normalize=bool(params["normalize"]),
+            normalize=parse_bool(params["normalize"], "embed.normalize"),
             cache_dir=base / PATHS.embedding_cache,
             progress=False,
             num_workers=0,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kairos_curate.config import PATHS, parse_list
+from kairos_curate.config import PATHS, parse_bool, parse_list
 from kairos_curate.reporting.report import (
     Callout,
     Figure,
@@ -578,18 +578,6 @@ def build_report(root: str | Path = ".", title: str = "KAIROS curation report", 
     return report
 
 
-def _flag(value: Any, name: str) -> bool:
-    """A boolean parameter; DVC templating passes YAML booleans to papermill as ``"true"``/``"false"``."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "none", ""):
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
 def run_audit(root: str | Path = ".", flag_fraction: float = 0.1, seed: int = 0) -> Path:
     """Audit the default pool (the poster's auditing layer): gallery + ``flags.csv`` in ``reports/audit``.
 
@@ -616,24 +604,30 @@ def run(params: dict[str, Any], root: str | Path = ".") -> Path:
     """Write ``reports/capstone.html`` and ``reports/capstone.md``; return the HTML path.
 
     ``params`` (the ``report`` section): ``title``, ``required_metrics`` (comma-separated stages),
-    ``primary_config``, ``primary_method``, ``screenshot`` (also check the page in headless
-    Chromium and save ``reports/screenshots/capstone.png`` when Chromium is installed).
+    ``primary_config``, ``primary_method``, ``audit`` (first audit the default pool into
+    ``reports/audit/``, which the report then summarises; needs the prepared data and embeddings),
+    ``audit_flag_fraction``, ``seed``, ``screenshot`` (check the pages in headless Chromium and
+    save their first screens under ``reports/screenshots/``).
     """
     base = Path(root)
     required = parse_list(params.get("required_metrics", ",".join(REQUIRED_METRICS)), str, "report.required_metrics")
-    audit_html = run_audit(base, float(params.get("audit_flag_fraction", 0.1)), int(params.get("seed", 0)))
+    screenshot = parse_bool(params.get("screenshot", False), "report.screenshot")
+    audit_html = None
+    if parse_bool(params.get("audit", False), "report.audit"):
+        audit_html = run_audit(base, float(params.get("audit_flag_fraction", 0.1)), int(params.get("seed", 0)))
     report = build_report(base, str(params.get("title", "KAIROS curation report")), required=required,
                           primary_config=str(params.get("primary_config", "kairos_per_class")),
                           primary_method=str(params.get("primary_method", "lora")))
     html_path = base / "reports" / "capstone.html"
     report.write(html_path, base / "reports" / "capstone.md")
-    if _flag(params.get("screenshot", False), "report.screenshot"):
+    if screenshot:
         from kairos_curate.reporting.browser import check_page, find_chromium
 
         if find_chromium() is None:
             raise FileNotFoundError("report.screenshot is true but no Chromium was found: run `make setup` "
                                     "(installs Debian's chromium), set $CHROMIUM, or set report.screenshot: false")
-        for page, shot in ((html_path, "capstone.png"), (audit_html, "audit.png")):
+        pages = [(html_path, "capstone.png")] + ([(audit_html, "audit.png")] if audit_html is not None else [])
+        for page, shot in pages:
             check = check_page(page, base / "reports" / "screenshots" / shot)
             print(f"browser check of {page}: {len(check.images)} images, {len(check.broken_images)} broken, "
                   f"{len(check.console_errors)} console errors")

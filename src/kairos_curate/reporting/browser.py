@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -245,7 +246,9 @@ class _DevTools:
 @contextlib.contextmanager
 def _chromium(binary: str, width: int, height: int, timeout: float) -> Iterator[str]:
     """Start headless Chromium on a fresh profile; yield the page target's WebSocket URL."""
-    with tempfile.TemporaryDirectory(prefix="kairos-chromium-") as profile:
+    # Chromium's helper processes can still be writing into the profile for a moment after the
+    # main process exits; a leftover temporary profile must not fail a page check.
+    with tempfile.TemporaryDirectory(prefix="kairos-chromium-", ignore_cleanup_errors=True) as profile:
         cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                "--remote-debugging-address=127.0.0.1", f"--window-size={width},{height}", "about:blank"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -278,11 +281,15 @@ def _chromium(binary: str, width: int, height: int, timeout: float) -> Iterator[
                     time.sleep(0.05)
             yield page_url
         finally:
-            proc.terminate()
+            # The browser runs in its own session: end the whole process group (renderer, zygote,
+            # crash handler), not just the main process.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
