@@ -480,7 +480,7 @@ def build_report(root: str | Path = ".", title: str = "KAIROS curation report", 
             "Precision at k (k = number of injected problems of that kind):",
             detection_table(detection, "precision_at_k_bad"),
             Figure(figures / "04_benchmark" / "found_vs_inspected.png", "Fraction found vs fraction inspected"),
-            Figure(figures / "04_benchmark" / "detection_auroc.png", "Detection AUROC by method and problem"),
+            Figure(figures / "04_benchmark" / "auroc_by_setting.png", "Detection AUROC by noise setting and method"),
         ]
     else:
         robust.append(Note("Detection results missing: run <code>dvc repro benchmark</code>."))
