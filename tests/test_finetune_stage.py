@@ -78,7 +78,7 @@ def test_summary_is_mean_and_sample_std_over_runs():
     assert summary.loc["random", "accuracy_std"] == pytest.approx(0.1)
     assert summary.loc["full", "accuracy_std"] == 0.0 and summary.loc["random", "runs"] == 3
     table = poster_table(summary.reset_index())
-    assert table.loc[table["config"] == "random", "Accuracy"].item() == "0.600 ± 0.100"
+    assert table.loc[table["Config"] == "random", "Accuracy"].item() == "0.600 ± 0.100"
 
 
 def test_sweep_prefix_keeps_every_class_in_proportion():

@@ -122,8 +122,9 @@ def summarise(runs: pd.DataFrame, by: Sequence[str] = ("config", "method")) -> p
 
 
 def poster_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The poster's format: ``mean ± std`` strings per metric."""
-    out = summary[["config", "method", "n_selected", "runs"]].copy()
+    """The poster's table: Config, Method, N, runs and every metric as ``mean ± std`` strings."""
+    out = pd.DataFrame({"Config": summary["config"].to_numpy(), "Method": summary["method"].to_numpy(),
+                        "N": summary["n_selected"].astype(int).to_numpy(), "runs": summary["runs"].to_numpy()})
     for metric, label, fmt in (("accuracy", "Accuracy", "{:.3f}"), ("macro_f1", "F1 (macro)", "{:.3f}"),
                                ("auc", "AUC (OvR)", "{:.3f}"), ("train_time_s", "Train time (s)", "{:.2f}")):
         out[label] = [f"{fmt.format(m)} ± {fmt.format(s)}"

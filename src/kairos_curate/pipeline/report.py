@@ -103,14 +103,10 @@ def compare(a: pd.Series, b: pd.Series, metric: str = "accuracy") -> str:
 
 
 def finetune_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The poster's table: Config, Method, N, runs and every metric as ``mean ± std``."""
-    out = pd.DataFrame({"Config": summary["config"].to_numpy(), "Method": summary["method"].to_numpy(),
-                        "N": summary["n_selected"].astype(int).to_numpy(), "runs": summary["runs"].to_numpy()})
-    for metric, label in _METRICS:
-        digits = 2 if metric == "train_time_s" else 3
-        out[label] = [_pm(m, s, digits) for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_std"],
-                                                        strict=True)]
-    return out
+    """The poster's table (the finetune stage's own :func:`~kairos_curate.pipeline.finetune.poster_table`)."""
+    from kairos_curate.pipeline.finetune import poster_table
+
+    return poster_table(summary)
 
 
 def compute_saved(summary: pd.DataFrame) -> pd.DataFrame:
