@@ -45,3 +45,15 @@ def small_scenario():
     from kairos_curate.data.scenario import ScenarioConfig, build_scenario
 
     return build_scenario(ScenarioConfig.from_params(SMALL_SCENARIO))
+
+
+def copy_project(dest: Path) -> None:
+    """Copy what `dvc repro` needs (code, notebooks, pipeline, configs) into ``dest``; data/raw
+    gets only its README (the user's datasets are never copied)."""
+    import shutil
+
+    for name in ("dvc.yaml", "notebooks", "src", "scripts", "configs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    (dest / "data" / "raw").mkdir(parents=True)
+    shutil.copy2(ROOT / "data" / "raw" / "README.md", dest / "data" / "raw" / "README.md")

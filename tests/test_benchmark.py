@@ -70,7 +70,7 @@ def _scenario(seed: int = 0) -> Scenario:
         {
             "id": ids[: pool_cls.size],
             "off_task": off,
-            "fashion_class": "x",
+            "origin": "x",
             "true_label": np.where(off, -1, pool_cls).astype(np.int64),
             "label_flipped": flipped,
             "corruption": corrupt.astype(str),

@@ -35,7 +35,7 @@ def test_leakage_by_pixels_is_caught(small_scenario):
     pixels[test_row] = pixels[ref_row]
     broken = type(small_scenario)(samples=small_scenario.samples, pixels=pixels, truth=small_scenario.truth,
                                   class_names=small_scenario.class_names, info=small_scenario.info)
-    with pytest.raises(RuntimeError, match="pixel hash"):
+    with pytest.raises(RuntimeError, match="content hash"):
         check_no_leakage(broken)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import ROOT, requires_fashion_mnist
+from .conftest import ROOT, copy_project, requires_fashion_mnist
 
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
 
@@ -54,9 +53,7 @@ def _dvc(project: Path, *args: str, timeout: int = 1200) -> subprocess.Completed
 def project(tmp_path_factory):
     """A scratch copy of the project with tiny parameters, after one full `dvc repro`."""
     dest = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "notebooks", "src", "scripts"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    copy_project(dest)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)

@@ -67,7 +67,7 @@ def test_truth_is_consistent_with_the_labels_users_see(small_scenario):
     assert (pool.loc[flipped, "label"] != pool.loc[flipped, "true_label"]).all()
     assert (pool.loc[pool["off_task"], "true_label"] == -1).all()
     # off-task images carry the configured wrong label: Pullover (2) and Shirt (6) -> T-shirt (task index 0)
-    shirts = pool[pool["fashion_class"].isin(["Pullover", "Shirt"]) & ~flipped]
+    shirts = pool[pool["origin"].isin(["Pullover", "Shirt"]) & ~flipped]
     assert (shirts["label"] == 0).all()
     assert not (flipped & (pool["corruption"] != "none")).any()
     assert set(pool.columns) >= {"noisy", "severity"}

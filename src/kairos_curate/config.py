@@ -47,7 +47,7 @@ class Paths:
 
     prepared: Path = Path("data/prepared")
     truth: Path = Path("data/truth/truth.parquet")
-    noisy_pool: Path = Path("data/prepared_noisy/pool_noisy.npz")
+    noisy_pool: Path = Path("data/prepared_noisy")
     noisy_truth: Path = Path("data/truth/truth_noisy.parquet")
     embeddings: Path = Path("data/embeddings")
     embedding_cache: Path = Path("data/cache/embeddings")

@@ -50,6 +50,7 @@ __all__ = [
     "apply_corruption",
     "choose_indices",
     "confusion_from_matrix",
+    "corrupt_each",
     "duplicate",
     "flip_labels",
     "gaussian_noise",
@@ -57,6 +58,7 @@ __all__ = [
     "motion_blur",
     "motion_blur_kernel",
     "pixel_std",
+    "pixel_std_of",
     "sensor_noise",
 ]
 
@@ -841,3 +843,42 @@ def apply_corruption(
     if missing:
         raise ValueError(f"corruption {name!r} needs parameter(s) {missing}")
     return func(images, indices, rng=rng, **params)
+
+
+def corrupt_each(
+    name: str,
+    images: np.ndarray | Sequence[np.ndarray],
+    indices: np.ndarray | Sequence[int],
+    rng: np.random.Generator,
+    **params: Any,
+) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
+    """Apply a pixel corruption to a stacked array or to a list of images of different sizes.
+
+    A stacked ``uint8`` array goes through :func:`apply_corruption` in one call (so results
+    match it exactly); a list (real photographs at their native sizes) is corrupted image by
+    image, each as a batch of one, in ascending index order with the same generator.
+
+    Returns
+    -------
+    (images, changed)
+        The new images (same container type as the input; unchanged rows are the input's
+        objects) and the sorted indices that were corrupted.
+    """
+    if isinstance(images, np.ndarray):
+        res = apply_corruption(name, images, indices, rng, **params)
+        return res.images, res.indices
+    out = list(images)
+    idx = np.sort(_check_indices(indices, len(out)))
+    for i in idx:
+        out[int(i)] = apply_corruption(name, np.asarray(out[int(i)])[None], [0], rng, **params).images[0]
+    return out, idx.astype(np.int64)
+
+
+def pixel_std_of(images: np.ndarray | Sequence[np.ndarray]) -> float:
+    """:func:`pixel_std` of a stacked array, or of all pixels of a list of images pooled."""
+    if isinstance(images, np.ndarray):
+        return pixel_std(images)
+    if not images:
+        raise ValueError("pixel_std of no images is undefined")
+    flat = np.concatenate([_check_images(np.asarray(img)[None]).ravel() for img in images])
+    return float(np.std(flat, dtype=np.float64))

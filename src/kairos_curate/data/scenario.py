@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from kairos_curate.config import none_if_default, parse_list, parse_map
 from kairos_curate.data import corruptions
 from kairos_curate.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
-from kairos_curate.data.sources import ArrayImageSource
+from kairos_curate.data.sources import ArrayImageSource, FileImageSource, image_arrays
 from kairos_curate.io import atomic_path, write_json
 
 __all__ = [
@@ -136,24 +138,40 @@ class ScenarioConfig:
 
 @dataclass
 class Scenario:
-    """A built scenario: the sample table, the pixels and the (separate) truth table.
+    """A built scenario: the sample table, the images and the (separate) truth table.
+
+    Images are stored one of two ways: the offline default keeps every image in one ``uint8``
+    array (``pixels``); a scenario built from real datasets keeps files (the sample table's
+    ``path`` column: the user's untouched originals, or PNG copies that a corruption changed).
+    :meth:`source` hides the difference from every stage.
 
     Attributes:
         samples: one row per image: ``id``, ``split`` (pool/reference/test), ``label`` (task
-            class index, the label a user sees), ``class_name``, ``source``.
-        pixels: uint8 ``(len(samples), 28, 28)``, row-aligned with ``samples`` (pool rows are
-            the corrupted images).
-        truth: pool rows only: ``id``, ``off_task``, ``true_label`` (task index or -1),
+            class index, the label a user sees), ``class_name``, ``source``, and ``path`` for
+            file-backed scenarios.
+        pixels: uint8 ``(len(samples), H, W[, 3])``, row-aligned with ``samples`` (pool rows are
+            the corrupted images), or ``None`` for a file-backed scenario.
+        truth: pool rows only: ``id``, ``off_task``, ``origin`` (what the image really is: a
+            Fashion-MNIST class or an iNaturalist species), ``true_label`` (task index or -1),
             ``label_flipped``, ``corruption``, ``severity``, ``noisy`` (any of the above).
         class_names: names of the task classes, indexed by ``label``.
         info: the config, counts and the pixel-std unit of the noise severities.
     """
 
     samples: pd.DataFrame
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     truth: pd.DataFrame
     class_names: list[str]
     info: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.pixels is None and "path" not in self.samples.columns:
+            raise ValueError("a scenario needs either a pixel array or a 'path' column in its sample table")
+
+    @property
+    def file_backed(self) -> bool:
+        """Whether the images are files (real datasets) rather than one in-memory array."""
+        return self.pixels is None
 
     def split_mask(self, split: str) -> np.ndarray:
         """Boolean mask of the rows of ``split``."""
@@ -165,26 +183,51 @@ class Scenario:
         """The sample rows of ``split`` (no ground truth)."""
         return self.samples.loc[self.split_mask(split)].reset_index(drop=True)
 
-    def source(self, split: str) -> ArrayImageSource:
-        """The images of ``split`` as an :class:`ArrayImageSource`."""
+    def source(self, split: str) -> ArrayImageSource | FileImageSource:
+        """The images of ``split`` (lazy for file-backed scenarios)."""
         mask = self.split_mask(split)
-        return ArrayImageSource(self.samples.loc[mask, "id"].to_numpy(), self.pixels[mask])
+        ids = self.samples.loc[mask, "id"].to_numpy()
+        if self.pixels is not None:
+            return ArrayImageSource(ids, self.pixels[mask])
+        return FileImageSource(ids, self.samples.loc[mask, "path"].tolist())
+
+    def content_hashes(self, split: str, progress: bool = False) -> np.ndarray:
+        """A content hash per image of ``split`` (pixel bytes, or file bytes for files)."""
+        source = self.source(split)
+        if isinstance(source, ArrayImageSource):
+            return pixel_hashes(source.pixels)
+        return file_hashes(source.paths, progress=progress, desc=f"hashing {split} files")
+
+    def thumbnails(self, split: str, rows: Sequence[int] | np.ndarray, size: int = 96) -> list[np.ndarray]:
+        """Images ``rows`` of ``split`` for display: stored pixels as they are, files as RGB
+        arrays fitted into ``size`` x ``size`` (aspect kept, centred on black)."""
+        source = self.source(split)
+        if isinstance(source, ArrayImageSource):
+            return [source.pixels[int(i)] for i in rows]
+        return [fit_thumbnail(source.load_image(int(i)), size) for i in rows]
 
     def save(self, folder: str | Path, truth_path: str | Path) -> None:
-        """Write ``samples.parquet``, ``pixels.npz`` and ``scenario.json`` to ``folder``.
+        """Write ``samples.parquet``, ``scenario.json`` and (array scenarios) ``pixels.npz``.
 
         The truth table goes to its own file ``truth_path``, outside ``folder``, so that the
         pipeline's selection stages can depend on the scenario without ever reading the truth.
+        Image paths inside ``folder`` (corrupted copies) are stored relative to it, so the folder
+        can be moved (DVC's cache, a scratch copy); other paths stay absolute.
         """
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
+        samples = self.samples.copy()
+        if "path" in samples.columns:
+            samples["path"] = [_relative_to(p, out) for p in samples["path"]]
         with atomic_path(out / "samples.parquet") as tmp:
-            self.samples.to_parquet(tmp, index=False)
+            samples.to_parquet(tmp, index=False)
         with atomic_path(truth_path) as tmp:
             self.truth.to_parquet(tmp, index=False)
-        with atomic_path(out / "pixels.npz") as tmp, open(tmp, "wb") as handle:
-            np.savez_compressed(handle, ids=self.samples["id"].to_numpy(dtype=str), pixels=self.pixels)
-        write_json(out / "scenario.json", {"class_names": self.class_names, **self.info})
+        if self.pixels is not None:
+            with atomic_path(out / "pixels.npz") as tmp, open(tmp, "wb") as handle:
+                np.savez_compressed(handle, ids=self.samples["id"].to_numpy(dtype=str), pixels=self.pixels)
+        storage = "files" if self.pixels is None else "array"
+        write_json(out / "scenario.json", {"class_names": self.class_names, "storage": storage, **self.info})
 
 
 def load_scenario(folder: str | Path, truth_path: str | Path | None = None) -> Scenario:
@@ -194,21 +237,68 @@ def load_scenario(folder: str | Path, truth_path: str | Path | None = None) -> S
     loads without it and gets an empty table.
     """
     src = Path(folder)
-    needed = [src / name for name in ("samples.parquet", "pixels.npz", "scenario.json")]
+    needed = [src / name for name in ("samples.parquet", "scenario.json")]
     if truth_path is not None:
         needed.append(Path(truth_path))
     for path in needed:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found; run `dvc repro prepare` to build the scenario")
-    samples = pd.read_parquet(src / "samples.parquet")
-    with np.load(src / "pixels.npz", allow_pickle=False) as data:
-        ids, pixels = data["ids"].astype(str), data["pixels"]
-    if not np.array_equal(ids, samples["id"].to_numpy(dtype=str)):
-        raise ValueError(f"{src}: pixels.npz and samples.parquet are out of sync; rerun `dvc repro prepare`")
     info = json.loads((src / "scenario.json").read_text())
     class_names = list(info.pop("class_names"))
+    storage = info.pop("storage", "array")
+    samples = pd.read_parquet(src / "samples.parquet")
+    pixels = None
+    if storage == "array":
+        if not (src / "pixels.npz").exists():
+            raise FileNotFoundError(f"{src / 'pixels.npz'} not found; run `dvc repro prepare` to build the scenario")
+        with np.load(src / "pixels.npz", allow_pickle=False) as data:
+            ids, pixels = data["ids"].astype(str), data["pixels"]
+        if not np.array_equal(ids, samples["id"].to_numpy(dtype=str)):
+            raise ValueError(f"{src}: pixels.npz and samples.parquet are out of sync; rerun `dvc repro prepare`")
+    else:
+        samples["path"] = [_absolute(p, src) for p in samples["path"]]
     truth = pd.read_parquet(truth_path) if truth_path is not None else pd.DataFrame()
     return Scenario(samples=samples, pixels=pixels, truth=truth, class_names=class_names, info=info)
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _absolute(path: str, folder: Path) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else folder / p)
+
+
+def fit_thumbnail(image: Image.Image, size: int) -> np.ndarray:
+    """``image`` shrunk to fit ``size`` x ``size`` (aspect kept), centred on black, as RGB uint8."""
+    img = image.convert("RGB")
+    img.thumbnail((size, size))
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def file_hashes(paths: Sequence[str | Path], progress: bool = False, desc: str = "hashing files") -> np.ndarray:
+    """SHA-1 of each file's bytes (exact copies of an image share it whatever their names)."""
+    from tqdm.auto import tqdm
+
+    return np.asarray([hashlib.sha1(Path(p).read_bytes()).hexdigest()
+                       for p in tqdm(paths, desc=desc, disable=not progress, unit="file")])
+
+
+def write_png(image: np.ndarray, folder: Path, sample_id: str) -> str:
+    """Write ``image`` losslessly as ``folder/<safe id>.png`` (atomically); return the path."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[:120]
+    digest = hashlib.sha1(sample_id.encode()).hexdigest()[:8]  # keeps ids that differ only in symbols apart
+    path = folder / f"{name}-{digest}.png"
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
+    return str(path)
 
 
 def pixel_hashes(pixels: np.ndarray) -> np.ndarray:
@@ -232,6 +322,46 @@ def _take(rng: np.random.Generator, candidates: np.ndarray, n: int, what: str) -
         raise ValueError(f"{what}: asked for {n} images but only {candidates.size} are available; "
                          "lower the per-class sizes in params.yaml")
     return rng.permutation(candidates)[:n]
+
+
+def inject_pool_problems(
+    off_task: np.ndarray,
+    shown_label: np.ndarray,
+    n_classes: int,
+    noise_fraction: float,
+    severities: Sequence[float],
+    flip_fraction: float,
+    rng: np.random.Generator,
+    add_noise: Callable[[np.ndarray, float], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Choose which pool images get Gaussian pixel noise and which get a flipped label.
+
+    ``noise_fraction`` of the pool gets noise, split evenly over ``severities``;
+    ``add_noise(rows, severity)`` applies it (to an array or to files) and returns the rows it
+    changed. Then ``flip_fraction`` of the on-task images *without* pixel noise get a uniformly
+    flipped label, so each pool image has at most one kind of problem and detection can be scored
+    per kind.
+
+    Returns:
+        ``(shown_label, corruption, severity, label_flipped)`` per pool row.
+    """
+    n = off_task.size
+    corruption = np.full(n, "none", dtype=object)
+    severity = np.zeros(n)
+    noisy_rows = corruptions.choose_indices(n, noise_fraction, rng)
+    for sev, rows in zip(severities, np.array_split(rng.permutation(noisy_rows), len(severities)), strict=False):
+        if rows.size == 0:
+            continue
+        changed = add_noise(np.sort(rows), float(sev))
+        corruption[changed] = "gaussian_noise"
+        severity[changed] = sev
+    flip_candidates = np.flatnonzero(~off_task & (corruption == "none"))
+    n_flip = round(flip_fraction * int((~off_task).sum()))
+    flip_rows = np.sort(_take(rng, flip_candidates, min(n_flip, flip_candidates.size), "label flips"))
+    flips = corruptions.flip_labels(shown_label, flip_rows, classes=list(range(n_classes)), mode="uniform", rng=rng)
+    label_flipped = np.zeros(n, dtype=bool)
+    label_flipped[flips.indices] = True
+    return np.asarray(flips.labels, dtype=np.int64), corruption, severity, label_flipped
 
 
 def build_scenario(config: ScenarioConfig) -> Scenario:
@@ -276,30 +406,15 @@ def build_scenario(config: ScenarioConfig) -> Scenario:
 
     pool_pixels = train.pixels[pool]
     unit_std = corruptions.pixel_std(pool_pixels)  # severity unit: std of the clean pool's pixels
-    corruption = np.full(pool.size, "none", dtype=object)
-    severity = np.zeros(pool.size)
-    noisy_rows = corruptions.choose_indices(pool.size, config.pixel_noise_fraction, rng)
-    for sev, rows in zip(config.pixel_noise_severities,
-                         np.array_split(rng.permutation(noisy_rows), len(config.pixel_noise_severities)),
-                         strict=False):
-        if rows.size == 0:
-            continue
-        result = corruptions.gaussian_noise(pool_pixels, np.sort(rows), severity=float(sev), rng=rng,
-                                            unit_std=unit_std)
+    def add_noise(rows: np.ndarray, sev: float) -> np.ndarray:
+        nonlocal pool_pixels
+        result = corruptions.gaussian_noise(pool_pixels, rows, severity=sev, rng=rng, unit_std=unit_std)
         pool_pixels = result.images
-        corruption[result.indices] = result.kind
-        severity[result.indices] = sev
+        return result.indices
 
-    # Label flips go to on-task images without pixel noise, so each pool image has at most one
-    # kind of ground-truth problem and detection can be scored per kind.
-    flip_candidates = np.flatnonzero(~off_task & (corruption == "none"))
-    n_flip = round(config.label_flip_fraction * int((~off_task).sum()))
-    flip_rows = np.sort(_take(rng, flip_candidates, min(n_flip, flip_candidates.size), "label flips"))
-    flips = corruptions.flip_labels(shown_label, flip_rows, classes=list(range(len(task_index))),
-                                    mode="uniform", rng=rng)
-    shown_label = flips.labels
-    label_flipped = np.zeros(pool.size, dtype=bool)
-    label_flipped[flips.indices] = True
+    problems = inject_pool_problems(off_task, shown_label, len(task_index), config.pixel_noise_fraction,
+                                    config.pixel_noise_severities, config.label_flip_fraction, rng, add_noise)
+    shown_label, corruption, severity, label_flipped = problems
 
     class_names = [CLASS_NAMES[c] for c in config.task_classes]
     frames = []
@@ -321,7 +436,7 @@ def build_scenario(config: ScenarioConfig) -> Scenario:
     truth = pd.DataFrame({
         "id": samples.loc[samples["split"] == "pool", "id"].to_numpy(),
         "off_task": off_task,
-        "fashion_class": [CLASS_NAMES[c] for c in fm_class],
+        "origin": [CLASS_NAMES[c] for c in fm_class],
         "true_label": true_label.astype(np.int64),
         "label_flipped": label_flipped,
         "corruption": corruption.astype(str),
@@ -345,32 +460,54 @@ class PoolVariant:
     """The pool with extra pixel noise: same ids and labels, some images changed.
 
     Used for the poster's "robustness to noise" experiments: curation is re-run on this pool
-    and compared with training on it in full or at random.
+    and compared with training on it in full or at random. Images are a ``uint8`` array
+    (``pixels``) for array scenarios, or file ``paths`` (the pool's own files, PNG copies for
+    the changed images) for file-backed ones.
     """
 
     ids: np.ndarray
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     truth: pd.DataFrame
     info: dict[str, Any]
+    paths: list[str] | None = None
 
-    def source(self) -> ArrayImageSource:
+    def source(self) -> ArrayImageSource | FileImageSource:
         """The variant's images."""
-        return ArrayImageSource(self.ids, self.pixels)
+        if self.pixels is not None:
+            return ArrayImageSource(self.ids, self.pixels)
+        if self.paths is None:
+            raise ValueError("a pool variant needs pixels or paths")
+        return FileImageSource(self.ids, self.paths)
 
-    def save(self, pixels_path: str | Path, truth_path: str | Path) -> None:
-        """Write the pixels (``.npz`` with ids) and the variant's truth table atomically."""
-        with atomic_path(pixels_path) as tmp, open(tmp, "wb") as handle:
-            np.savez_compressed(handle, ids=self.ids, pixels=self.pixels)
+    def save(self, folder: str | Path, truth_path: str | Path) -> None:
+        """Write ``folder/pool_noisy.npz`` (pixels with ids) or ``folder/pool_noisy.parquet``
+        (ids and paths; paths inside ``folder`` relative to it), and the truth, atomically."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        if self.pixels is not None:
+            with atomic_path(out / VARIANT_ARRAY) as tmp, open(tmp, "wb") as handle:
+                np.savez_compressed(handle, ids=self.ids, pixels=self.pixels)
+        else:
+            assert self.paths is not None
+            table = pd.DataFrame({"id": self.ids, "path": [_relative_to(p, out) for p in self.paths]})
+            with atomic_path(out / VARIANT_TABLE) as tmp:
+                table.to_parquet(tmp, index=False)
         with atomic_path(truth_path) as tmp:
             self.truth.to_parquet(tmp, index=False)
 
 
-def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[float], seed: int) -> PoolVariant:
+#: File names of a saved :class:`PoolVariant` inside its folder.
+VARIANT_ARRAY, VARIANT_TABLE = "pool_noisy.npz", "pool_noisy.parquet"
+
+
+def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[float], seed: int,
+                   image_dir: str | Path | None = None) -> PoolVariant:
     """Add Gaussian pixel noise to ``fraction`` of the pool images that have no pixel noise yet.
 
     The severities are in the scenario's unit (the clean pool's pixel std) and split evenly
     over the chosen images. Needs the scenario's truth table (to pick images without noise and
-    to record what was done); the returned truth has the same columns, updated.
+    to record what was done); the returned truth has the same columns, updated. For a
+    file-backed scenario the changed images are written as PNG files into ``image_dir``.
     """
     if scenario.truth.empty:
         raise ValueError("add_pool_noise needs the scenario's truth table (load_scenario(..., truth_path))")
@@ -378,36 +515,57 @@ def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[flo
         raise ValueError(f"noise fraction must be in [0, 1], got {fraction}")
     if fraction > 0 and not severities:
         raise ValueError("at least one noise severity is needed")
+    if scenario.file_backed and image_dir is None:
+        raise ValueError("add_pool_noise on a file-backed scenario needs image_dir for the changed images")
     rng = np.random.default_rng(seed)
     pool = scenario.table("pool")[["id"]].merge(scenario.truth, on="id", how="left")
-    pixels = scenario.pixels[scenario.split_mask("pool")]
+    source = scenario.source("pool")
     candidates = np.flatnonzero((pool["corruption"] == "none").to_numpy())
     n = round(fraction * pool.shape[0])
-    rows = _take(rng, candidates, min(n, candidates.size), "extra pool noise")
+    chosen = _take(rng, candidates, min(n, candidates.size), "extra pool noise")
+    rows = np.sort(chosen)
     truth = pool.copy()
     unit = float(scenario.info["severity_unit_pixel_std"])
-    for sev, chunk in zip(severities, np.array_split(rng.permutation(rows), len(severities)), strict=False):
+    ids = pool["id"].to_numpy(dtype=str)
+    # Only the chosen rows are decoded (file-backed pools can be tens of thousands of photos).
+    images = image_arrays(source, rows)
+    for sev, chunk in zip(severities, np.array_split(rng.permutation(chosen), len(severities)), strict=False):
         if chunk.size == 0:
             continue
-        result = corruptions.gaussian_noise(pixels, np.sort(chunk), severity=float(sev), rng=rng, unit_std=unit)
-        pixels = result.images
-        truth.loc[result.indices, "corruption"] = result.kind
-        truth.loc[result.indices, "severity"] = float(sev)
+        images, changed = corruptions.corrupt_each("gaussian_noise", images, np.searchsorted(rows, np.sort(chunk)),
+                                                   rng, severity=float(sev), unit_std=unit)
+        truth.loc[rows[changed], "corruption"] = "gaussian_noise"
+        truth.loc[rows[changed], "severity"] = float(sev)
     truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
     info = {"fraction": fraction, "severities": list(map(float, severities)), "seed": seed,
             "added": int(rows.size), "pool_noisy": int(truth["noisy"].sum())}
-    return PoolVariant(ids=pool["id"].to_numpy(dtype=str), pixels=pixels, truth=truth, info=info)
+    if isinstance(source, ArrayImageSource):
+        pixels = source.pixels.copy()
+        pixels[rows] = images
+        return PoolVariant(ids=ids, pixels=pixels, truth=truth, info=info)
+    assert image_dir is not None
+    folder = Path(image_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [str(p) for p in source.paths]
+    for j, row in enumerate(rows):
+        paths[row] = write_png(images[j], folder, ids[row])
+    return PoolVariant(ids=ids, pixels=None, truth=truth, info=info, paths=paths)
 
 
-def load_pool_variant(pixels_path: str | Path, truth_path: str | Path | None = None) -> PoolVariant:
-    """Load a :class:`PoolVariant` (truth only when ``truth_path`` is given)."""
-    path = Path(pixels_path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `dvc repro prepare` to build the noisy pool")
-    with np.load(path, allow_pickle=False) as data:
-        ids, pixels = data["ids"].astype(str), data["pixels"]
+def load_pool_variant(folder: str | Path, truth_path: str | Path | None = None) -> PoolVariant:
+    """Load a :class:`PoolVariant` saved into ``folder`` (truth only when ``truth_path`` is given)."""
+    src = Path(folder)
     truth = pd.read_parquet(truth_path) if truth_path is not None else pd.DataFrame()
-    return PoolVariant(ids=ids, pixels=pixels, truth=truth, info={})
+    if (src / VARIANT_ARRAY).exists():
+        with np.load(src / VARIANT_ARRAY, allow_pickle=False) as data:
+            ids, pixels = data["ids"].astype(str), data["pixels"]
+        return PoolVariant(ids=ids, pixels=pixels, truth=truth, info={})
+    if (src / VARIANT_TABLE).exists():
+        table = pd.read_parquet(src / VARIANT_TABLE)
+        return PoolVariant(ids=table["id"].to_numpy(dtype=str), pixels=None, truth=truth, info={},
+                           paths=[_absolute(p, src) for p in table["path"]])
+    raise FileNotFoundError(f"{src / VARIANT_ARRAY} (or {VARIANT_TABLE}) not found; run `dvc repro prepare` "
+                            "to build the noisy pool")
 
 
 def class_counts(scenario: Scenario) -> pd.DataFrame:

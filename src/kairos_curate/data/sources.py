@@ -15,7 +15,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ArrayImageSource", "FileImageSource", "ImageSource", "UnreadableImageError"]
+__all__ = [
+    "ArrayImageSource",
+    "FileImageSource",
+    "ImageListSource",
+    "ImageSource",
+    "UnreadableImageError",
+    "image_arrays",
+    "images_source",
+]
 
 
 class UnreadableImageError(OSError):
@@ -117,3 +125,64 @@ class FileImageSource:
         """A new source holding only ``indices`` (in that order)."""
         idx = np.asarray(indices, dtype=np.int64)
         return FileImageSource(self._ids[idx], [self.paths[i] for i in idx])
+
+
+class ImageListSource:
+    """Decoded images of different sizes, each a ``uint8`` array ``(H, W)`` or ``(H, W, 3)``.
+
+    What real photographs become once loaded and corrupted in memory (the benchmark's noise
+    settings): unlike :class:`ArrayImageSource` the images need not share one shape.
+    """
+
+    def __init__(self, ids: Sequence[str] | np.ndarray, images: Sequence[np.ndarray]) -> None:
+        id_arr = np.asarray([str(i) for i in ids])
+        if id_arr.shape[0] != len(images):
+            raise ValueError(f"{id_arr.shape[0]} ids for {len(images)} images")
+        if len(set(id_arr.tolist())) != id_arr.shape[0]:
+            raise ValueError("image ids must be unique")
+        for i, img in enumerate(images):
+            arr = np.asarray(img)
+            if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+                raise ValueError(f"image {id_arr[i]} must be uint8 (H, W) or (H, W, 3); got {arr.dtype} {arr.shape}")
+        self._ids = id_arr
+        self.images = [np.asarray(img) for img in images]
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.images[index]).convert("RGB")
+
+    def content_hash(self, index: int) -> str:
+        # Same rule as ArrayImageSource (hash of the pixel bytes), so both key a cache alike.
+        return hashlib.sha1(np.ascontiguousarray(self.images[index]).tobytes()).hexdigest()
+
+    def subset(self, indices: np.ndarray | Sequence[int]) -> ImageListSource:
+        """A new source holding only ``indices`` (in that order)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return ImageListSource(self._ids[idx], [self.images[i] for i in idx])
+
+
+def image_arrays(source: ImageSource, rows: np.ndarray | Sequence[int]) -> np.ndarray | list[np.ndarray]:
+    """The pixels of ``rows`` as ``uint8`` arrays, for pixel-level corruptions.
+
+    An :class:`ArrayImageSource` gives one stacked array (its stored pixels, grey stays grey);
+    any other source gives a list of decoded RGB arrays at their native sizes.
+    """
+    idx = np.asarray(rows, dtype=np.int64)
+    if isinstance(source, ArrayImageSource):
+        return source.pixels[idx]
+    if isinstance(source, ImageListSource):
+        return [source.images[i] for i in idx]
+    return [np.asarray(source.load_image(int(i)), dtype=np.uint8) for i in idx]
+
+
+def images_source(ids: Sequence[str] | np.ndarray, images: np.ndarray | Sequence[np.ndarray]) -> ImageSource:
+    """An :class:`ArrayImageSource` for a stacked array, an :class:`ImageListSource` for a list."""
+    if isinstance(images, np.ndarray):
+        return ArrayImageSource(ids, images)
+    return ImageListSource(ids, images)

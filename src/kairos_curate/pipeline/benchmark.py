@@ -42,6 +42,7 @@ from kairos_curate.baselines.methods import METHODS, ValuationInputs, run_method
 from kairos_curate.config import PATHS, none_if_default, parse_bool, parse_list
 from kairos_curate.data import corruptions
 from kairos_curate.data.scenario import Scenario, load_scenario
+from kairos_curate.data.sources import image_arrays, images_source
 from kairos_curate.evaluation import (
     detection_curve,
     detection_metrics,
@@ -198,7 +199,8 @@ class VariantBuilder:
     pool_x, ref_x, test_x
         Embeddings of the prepared pool, reference and test rows (row order of the scenario).
     embed
-        ``embed(ids, pixels) -> (N, d)`` embeddings of new images (cached by id + content hash).
+        ``embed(ids, images) -> (N, d)`` embeddings of new images (a stacked array or a list of
+        arrays of different sizes; cached by id + content hash).
     base_size
         Clean on-task rows drawn per variant.
     noise_fraction
@@ -212,7 +214,7 @@ class VariantBuilder:
         pool_x: np.ndarray,
         ref_x: np.ndarray,
         test_x: np.ndarray,
-        embed: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        embed: Callable[[np.ndarray, Any], np.ndarray],
         *,
         base_size: int,
         noise_fraction: float,
@@ -230,9 +232,11 @@ class VariantBuilder:
         self.pool_x = pool_x
         self.embed = embed
         self.noise_fraction = float(noise_fraction)
-        self.pixels = scenario.pixels[scenario.split_mask("pool")]
-        self.unit_std = float(
-            scenario.info.get("severity_unit_pixel_std") or corruptions.pixel_std(self.pixels)
+        # Images are decoded only for the rows a setting corrupts (real pools are large photos).
+        self.source = scenario.source("pool")
+        unit = scenario.info.get("severity_unit_pixel_std")
+        self.unit_std = float(unit) if unit else corruptions.pixel_std_of(
+            image_arrays(self.source, np.arange(min(256, len(self.source))))
         )
         self.n_classes = len(scenario.class_names)
         self.default_kind = np.full(len(pool), "clean", dtype=object)
@@ -289,17 +293,22 @@ class VariantBuilder:
         x = self.pool_x[rows].copy()
         y = self.true_label[rows].copy()
         kind = np.full(rows.size, "clean", dtype=object)
-        pixels = self.pixels[rows]
         n_bad = max(1, round(self.noise_fraction * rows.size))
         embedded = 0
 
         def corrupt(name: str, idx: np.ndarray, **kw: Any) -> None:
-            nonlocal pixels, embedded
-            res = corruptions.apply_corruption(name, pixels, np.sort(idx), rng, **kw)
-            pixels = res.images
-            x[res.indices] = self.embed(ids[res.indices], pixels[res.indices])
-            kind[res.indices] = "pixel noise"
-            embedded += int(res.indices.size)
+            # Each corruption draws its randomness row by row in sorted order, so corrupting only
+            # the chosen rows gives the same images as corrupting them inside the whole batch.
+            nonlocal embedded
+            idx = np.sort(idx)
+            images, changed = corruptions.corrupt_each(
+                name, image_arrays(self.source, rows[idx]), np.arange(idx.size), rng, **kw
+            )
+            hit = idx[changed]
+            new = images[changed] if isinstance(images, np.ndarray) else [images[j] for j in changed]
+            x[hit] = self.embed(ids[hit], new)
+            kind[hit] = "pixel noise"
+            embedded += int(hit.size)
 
         def flip(idx: np.ndarray, mode: str) -> None:
             nonlocal y
@@ -496,12 +505,11 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def _encoder_embed(
     params: dict[str, Any], base: Path
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+) -> Callable[[np.ndarray, Any], np.ndarray]:
     """``embed(ids, pixels)`` with the stage's encoder, loaded on first use, through the cache."""
     state: dict[str, Any] = {}
 
-    def embed(ids: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-        from kairos_curate.data.sources import ArrayImageSource
+    def embed(ids: np.ndarray, pixels: np.ndarray | list[np.ndarray]) -> np.ndarray:
         from kairos_curate.embedding import embed_source, load_encoder
 
         if "encoder" not in state:
@@ -512,7 +520,7 @@ def _encoder_embed(
                 device=str(params.get("device", "auto")),
             )
         _, x = embed_source(
-            ArrayImageSource(ids, pixels),
+            images_source(ids, pixels),
             state["encoder"],
             batch_size=int(params["batch_size"]),
             normalize=parse_bool(params["normalize"], "embed.normalize"),

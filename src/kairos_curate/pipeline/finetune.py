@@ -1,6 +1,6 @@
 """Stage ``finetune``: train on Full / Random / KAIROS-curated / oracle subsets, 3 trials each.
 
-Leakage rules (tested): the test set shares no id with the pool or the reference; the reference
+Leakage rules (tested): pool, reference and test share no id and no image (content hash); the reference
 is never trained on nor evaluated on; every split of a run is drawn from the selected pool rows
 only. The oracle row is the only one that reads the ground truth, and it is labelled so.
 """
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from kairos_curate.config import PATHS, none_if_default, parse_list
 from kairos_curate.data.scenario import Scenario, load_pool_variant, load_scenario
+from kairos_curate.data.sources import ArrayImageSource, FileImageSource, ImageSource
 from kairos_curate.evaluation import mean_std
 from kairos_curate.io import atomic_path, write_json
 from kairos_curate.training.backbones import load_backbone
@@ -30,17 +31,17 @@ METRICS = ("accuracy", "macro_f1", "auc", "train_time_s")
 
 
 def check_no_leakage(scenario: Scenario) -> None:
-    """Raise if the test set shares an id or a pixel hash with the pool or the reference."""
-    from kairos_curate.data.scenario import pixel_hashes
-
+    """Raise if two of pool, reference and test share an id or an image (by content hash)."""
     ids = {split: set(scenario.table(split)["id"]) for split in ("pool", "reference", "test")}
     for a, b in (("test", "pool"), ("test", "reference"), ("reference", "pool")):
         shared = ids[a] & ids[b]
         if shared:
             raise RuntimeError(f"leakage: {len(shared)} ids in both {a} and {b}, e.g. {sorted(shared)[:3]}")
-    hashes = {split: set(pixel_hashes(scenario.pixels[scenario.split_mask(split)])) for split in ("reference", "test")}
-    if hashes["reference"] & hashes["test"]:
-        raise RuntimeError("leakage: an image appears (by pixel hash) in both reference and test")
+    hashes = {split: set(scenario.content_hashes(split).tolist()) for split in ("pool", "reference", "test")}
+    for a, b in (("test", "pool"), ("test", "reference"), ("reference", "pool")):
+        if hashes[a] & hashes[b]:
+            raise RuntimeError(f"leakage: {len(hashes[a] & hashes[b])} image(s) appear (by content hash) "
+                               f"in both {a} and {b}")
 
 
 def build_subsets(configs: Sequence[str], selections: dict[str, Any], pool_ids: np.ndarray, k: int,
@@ -75,19 +76,29 @@ def build_subsets(configs: Sequence[str], selections: dict[str, Any], pool_ids: 
     return subsets
 
 
-def _variant_features(backbone: Any, pool_features: torch.Tensor, pool_pixels: np.ndarray,
-                      variant_pixels: np.ndarray, ids: np.ndarray, device: str) -> torch.Tensor:
+def changed_rows(pool: ImageSource, variant: ImageSource) -> np.ndarray:
+    """Rows whose image differs between the pool and a variant of it (same ids, same order)."""
+    if isinstance(pool, ArrayImageSource) and isinstance(variant, ArrayImageSource):
+        return np.flatnonzero((variant.pixels != pool.pixels).reshape(len(pool), -1).any(axis=1))
+    if isinstance(pool, FileImageSource) and isinstance(variant, FileImageSource):
+        # A variant points unchanged rows at the pool's own files; compare bytes only where not.
+        return np.asarray([i for i, (a, b) in enumerate(zip(pool.paths, variant.paths, strict=True))
+                           if a != b and pool.content_hash(i) != variant.content_hash(i)], dtype=np.int64)
+    return np.asarray([i for i in range(len(pool)) if pool.content_hash(i) != variant.content_hash(i)],
+                      dtype=np.int64)
+
+
+def _variant_features(backbone: Any, pool_features: torch.Tensor, pool: ImageSource, variant: Any,
+                      device: str) -> torch.Tensor:
     """Stem outputs of a pool variant: recomputed for the changed images, reused for the rest.
 
     Exact, because the stem is frozen and in eval mode: an unchanged image has the same output.
     """
-    from kairos_curate.data.sources import ArrayImageSource
-
-    changed = np.flatnonzero((variant_pixels != pool_pixels).reshape(len(ids), -1).any(axis=1))
+    changed = changed_rows(pool, variant)
     out = pool_features.clone()
     if changed.size:
-        source = ArrayImageSource(ids[changed], variant_pixels[changed])
-        out[torch.from_numpy(changed)] = compute_stem_features(backbone, source, device=device, progress=False)
+        out[torch.from_numpy(changed)] = compute_stem_features(backbone, variant.subset(changed), device=device,
+                                                               progress=False)
     return out
 
 
@@ -174,8 +185,8 @@ def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -
         if not np.array_equal(variant.ids, pool_ids):
             raise ValueError(f"{base / PATHS.noisy_pool} does not match the pool; rerun `dvc repro prepare`")
         noisy_selections = json.loads((base / PATHS.values / "selections_noisy.json").read_text())
-        noisy_features = _variant_features(backbone, features, scenario.pixels[scenario.split_mask("pool")],
-                                           variant.pixels, variant.ids, str(params.get("device", "auto")))
+        noisy_features = _variant_features(backbone, features, scenario.source("pool"), variant.source(),
+                                           str(params.get("device", "auto")))
         for name, draws in build_subsets(noisy_configs, noisy_selections, pool_ids, k, int(params["random_draws"]),
                                          seed, variant.truth).items():
             subsets[f"noisy:{name}"] = draws

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,45 +19,78 @@ from kairos_curate.data.scenario import (
     build_scenario,
     class_counts,
 )
+from kairos_curate.data.sources import ArrayImageSource
 from kairos_curate.io import write_json
 from kairos_curate.reporting.plots import image_grid
 
-__all__ = ["class_overlap", "corruption_grid", "pixel_statistics", "run", "sample_grid"]
+__all__ = ["build", "class_overlap", "corruption_grid", "noisy_variant", "pixel_statistics", "run", "sample_grid"]
 
 
 NOISY_VARIANT_KEYS = ("noisy_variant_fraction", "noisy_variant_severities")
 
+#: ``scenario.source`` values: the offline default and the poster's real datasets.
+SOURCES = ("fashion_mnist", "inaturalist")
 
-def run(params: dict[str, Any], root: str | Path = ".") -> Scenario:
+
+def build(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -> Scenario:
+    """Build the scenario that ``scenario.source`` names, from the ``scenario`` parameters.
+
+    ``params.yaml`` holds the keys of both sources; each builder takes the keys it knows and
+    the other source's keys are ignored. A key neither knows is an error (a typo).
+    """
+    from kairos_curate.data.real_scenario import RealScenarioConfig, build_real_scenario
+
+    base = Path(root)
+    source = str(params.get("source", "fashion_mnist"))
+    if source not in SOURCES:
+        raise ValueError(f"scenario.source must be one of {SOURCES}; got {source!r}")
+    fm_keys, real_keys = set(ScenarioConfig.__dataclass_fields__), set(RealScenarioConfig.__dataclass_fields__)
+    unknown = set(params) - fm_keys - real_keys - set(NOISY_VARIANT_KEYS) - {"source"}
+    if unknown:
+        raise ValueError(f"unknown scenario parameter(s) {sorted(unknown)}; known: "
+                         f"{sorted(fm_keys | real_keys | set(NOISY_VARIANT_KEYS) | {'source'})}")
+    if source == "fashion_mnist":
+        return build_scenario(ScenarioConfig.from_params({k: v for k, v in params.items() if k in fm_keys}))
+    out = base / PATHS.prepared
+    # Corrupted copies from an earlier build are this stage's own output: start clean.
+    shutil.rmtree(out / "images", ignore_errors=True)
+    config = RealScenarioConfig.from_params({k: v for k, v in params.items() if k in real_keys})
+    return build_real_scenario(config, out, root=base, progress=progress)
+
+
+def run(params: dict[str, Any], root: str | Path = ".", progress: bool = True) -> Scenario:
     """Build the scenario from the ``scenario`` parameters and write it, its truth and metrics.
 
     Also writes the noisy pool variant (the same pool with extra Gaussian pixel noise on
     ``noisy_variant_fraction`` of its clean images) used by the robustness-to-noise experiments.
     """
     base = Path(root)
-    config = {k: v for k, v in params.items() if k not in NOISY_VARIANT_KEYS}
-    scenario = build_scenario(ScenarioConfig.from_params(config))
+    scenario = build(params, base, progress=progress)
     scenario.save(base / PATHS.prepared, base / PATHS.truth)
-    variant = noisy_variant(scenario, params)
+    shutil.rmtree(base / PATHS.noisy_pool / "images", ignore_errors=True)
+    variant = noisy_variant(scenario, params, image_dir=base / PATHS.noisy_pool / "images")
     variant.save(base / PATHS.noisy_pool, base / PATHS.noisy_truth)
     counts = scenario.info["counts"]
     write_json(base / PATHS.metrics / "prepare.json", {
+        "source": str(params.get("source", "fashion_mnist")),
         **counts,
         "pool_noisy_fraction": counts["pool_noisy"] / counts["pool"],
         "pool_off_task_fraction": counts["pool_off_task"] / counts["pool"],
         "severity_unit_pixel_std": scenario.info["severity_unit_pixel_std"],
         "n_task_classes": len(scenario.class_names),
         "noisy_variant": variant.info,
+        **{k: scenario.info[k] for k in ("skipped", "pool_dropped_equal_to_reference_or_test", "taxonomy_version")
+           if k in scenario.info},
     })
     return scenario
 
 
-def noisy_variant(scenario: Scenario, params: dict[str, Any]) -> PoolVariant:
+def noisy_variant(scenario: Scenario, params: dict[str, Any], image_dir: str | Path | None = None) -> PoolVariant:
     """The noisy pool variant described by ``noisy_variant_*`` parameters (seeded by ``seed``)."""
     return add_pool_noise(scenario, float(params.get("noisy_variant_fraction", 0.3)),
                           parse_list(params.get("noisy_variant_severities", "0.5,1"), float,
                                      "scenario.noisy_variant_severities"),
-                          seed=int(params["seed"]) + 1)
+                          seed=int(params["seed"]) + 1, image_dir=image_dir)
 
 
 def class_overlap(scenario: Scenario) -> pd.DataFrame:
@@ -65,7 +99,7 @@ def class_overlap(scenario: Scenario) -> pd.DataFrame:
     The poster's class-overlap table: which pool categories the reference covers and how much of
     each pool category is really something else. Uses the truth table (EDA only).
     """
-    pool = scenario.table("pool").merge(scenario.truth[["id", "off_task", "fashion_class"]], on="id")
+    pool = scenario.table("pool").merge(scenario.truth[["id", "off_task", "origin"]], on="id")
     ref = scenario.table("reference")["class_name"].value_counts()
     rows = []
     for name in scenario.class_names:
@@ -77,33 +111,56 @@ def class_overlap(scenario: Scenario) -> pd.DataFrame:
             "pool images": len(sub),
             "genuine": int((~sub["off_task"]).sum()),
             "off-task": len(off),
-            "off-task sources": ", ".join(f"{k} ({v})" for k, v in off["fashion_class"].value_counts().items()),
+            "off-task sources": _top_counts(off["origin"]),
         })
     return pd.DataFrame(rows)
 
 
-def pixel_statistics(scenario: Scenario) -> pd.DataFrame:
-    """Mean and std of pixel values per split (0-255 scale)."""
+def _top_counts(values: pd.Series, top: int = 6) -> str:
+    counts = values.value_counts()
+    text = ", ".join(f"{k} ({v})" for k, v in counts.head(top).items())
+    return text + (f", ... ({counts.size - top} more)" if counts.size > top else "")
+
+
+def pixel_statistics(scenario: Scenario, max_images: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Mean and std of pixel values per split (0-255 scale).
+
+    Array scenarios use every image; file-backed ones a seeded sample of ``max_images`` per
+    split (decoded as RGB), reported in the ``images`` column.
+    """
+    rng = np.random.default_rng(seed)
     rows = []
     for split in ("pool", "reference", "test"):
-        px = scenario.pixels[scenario.split_mask(split)].astype(np.float64)
-        rows.append({"split": split, "images": px.shape[0], "mean": px.mean(), "std": px.std(),
+        source = scenario.source(split)
+        if isinstance(source, ArrayImageSource):
+            px = source.pixels.astype(np.float64).ravel()
+            n = len(source)
+        else:
+            pick = np.sort(rng.choice(len(source), size=min(max_images, len(source)), replace=False))
+            px = np.concatenate([np.asarray(source.load_image(int(i)), dtype=np.float64).ravel() for i in pick])
+            n = pick.size
+        rows.append({"split": split, "images": n, "mean": px.mean(), "std": px.std(),
                      "min": px.min(), "max": px.max()})
     return pd.DataFrame(rows)
+
+
+def _blank_like(images: list[np.ndarray]) -> np.ndarray:
+    return np.zeros_like(images[0]) if images else np.zeros((8, 8), dtype=np.uint8)
 
 
 def sample_grid(scenario: Scenario, split: str = "reference", per_class: int = 8, seed: int = 0) -> Figure:
     """``per_class`` random images of each task class in ``split``."""
     rng = np.random.default_rng(seed)
     table = scenario.table(split)
-    pixels = scenario.pixels[scenario.split_mask(split)]
     chosen: list[int | None] = []
     for label in range(len(scenario.class_names)):
         rows = np.flatnonzero(table["label"].to_numpy() == label)
         pick: list[int | None] = list(rng.choice(rows, size=min(per_class, rows.size), replace=False))
         chosen.extend(pick + [None] * (per_class - len(pick)))
-    blank = np.zeros_like(pixels[0])
-    images = np.stack([pixels[i] if i is not None else blank for i in chosen])
+    shown = scenario.thumbnails(split, [i for i in chosen if i is not None])
+    blank = _blank_like(shown)
+    it = iter(shown)
+    images = [next(it) if i is not None else blank for i in chosen]
     return image_grid(images, ncols=per_class, row_labels=scenario.class_names)
 
 
@@ -111,24 +168,28 @@ def corruption_grid(scenario: Scenario, per_kind: int = 8, seed: int = 0) -> Fig
     """Pool images per ground-truth problem: clean, each noise severity, label flips, off-task."""
     rng = np.random.default_rng(seed)
     pool = scenario.table("pool").merge(scenario.truth, on="id")
-    pixels = scenario.pixels[scenario.split_mask("pool")]
     kinds: list[tuple[str, np.ndarray]] = [("clean", (~pool["noisy"]).to_numpy())]
     for sev in sorted(pool.loc[pool["corruption"] != "none", "severity"].unique()):
         kinds.append((f"noise {sev:g} std", ((pool["corruption"] == "gaussian_noise") & (pool["severity"] == sev)).to_numpy()))
     kinds.append(("label flipped", pool["label_flipped"].to_numpy()))
     kinds.append(("off-task", pool["off_task"].to_numpy()))
-    images, titles, labels = [], [], []
-    for name, mask in kinds:
+    picks = []
+    for _, mask in kinds:
         rows = np.flatnonzero(mask)
-        pick = rng.choice(rows, size=min(per_kind, rows.size), replace=False) if rows.size else np.array([], int)
+        picks.append(rng.choice(rows, size=min(per_kind, rows.size), replace=False) if rows.size else np.array([], int))
+    shown = iter(scenario.thumbnails("pool", np.concatenate(picks).astype(np.int64)))
+    images: list[np.ndarray] = []
+    titles, labels = [], []
+    for (name, _), pick in zip(kinds, picks, strict=True):
         for i in pick:
-            images.append(pixels[i])
+            images.append(next(shown))
             titles.append(str(pool.loc[i, "class_name"]))
-        for _ in range(per_kind - pick.size):
-            images.append(np.zeros_like(pixels[0]))
-            titles.append("")
         labels.append(name)
-    return image_grid(np.stack(images), titles, ncols=per_kind, row_labels=labels)
+        titles.extend([""] * (per_kind - pick.size))
+        images.extend([None] * (per_kind - pick.size))  # type: ignore[list-item]
+    blank = _blank_like([img for img in images if img is not None])
+    return image_grid([img if img is not None else blank for img in images], titles, ncols=per_kind,
+                      row_labels=labels)
 
 
 GALLERY = (
@@ -151,8 +212,9 @@ def corruption_gallery(scenario: Scenario, n_images: int = 6, seed: int = 0) -> 
     from kairos_curate.data import corruptions
 
     rng = np.random.default_rng(seed)
-    ref = scenario.pixels[scenario.split_mask("reference")]
-    chosen = ref[np.sort(rng.choice(ref.shape[0], size=min(n_images, ref.shape[0]), replace=False))]
+    n_ref = int(scenario.split_mask("reference").sum())
+    pick = np.sort(rng.choice(n_ref, size=min(n_images, n_ref), replace=False))
+    chosen = np.stack(scenario.thumbnails("reference", pick, size=128))
     rows = np.arange(chosen.shape[0])
     unit = float(scenario.info["severity_unit_pixel_std"])
     images, labels = [chosen], ["clean"]

@@ -436,8 +436,9 @@ def build_report(root: str | Path = ".", title: str = "KAIROS curation report", 
     ])
     report.sections.append(Section("Datasets and class overlap", [
         f"{prep['n_task_classes']} task classes. The reference and the test set share no image with the pool "
-        f"(checked by id and pixel hash). Pixel-noise severities are in units of the clean pool's pixel std "
+        f"(checked by id and content hash). Pixel-noise severities are in units of the clean pool's pixel std "
         f"({prep['severity_unit_pixel_std']:.1f} on the 0-255 scale). Ground truth is used only for evaluation.",
+        *_source_lines(prep),
         counts,
         Figure(figures / "01_eda" / "class_overlap.png", "Class overlap: genuine vs off-task images per shown label"),
         Figure(figures / "01_eda" / "pool_problems.png", "Pool images per ground-truth problem"),
@@ -546,8 +547,11 @@ def build_report(root: str | Path = ".", title: str = "KAIROS curation report", 
             f"training: {audit_cmd}."]))
 
     limitations = [
-        "The default scenario is Fashion-MNIST with EfficientNet-Lite0, chosen to run offline on two CPU cores; it "
-        "mirrors the poster's design (task classes vs off-task classes, pixel noise, label flips) but not its data.",
+        ("The default scenario is Fashion-MNIST with EfficientNet-Lite0, chosen to run offline on two CPU cores; it "
+         "mirrors the poster's design (task classes vs off-task classes, pixel noise, label flips) but not its data."
+         if prep.get("source", "fashion_mnist") == "fashion_mnist" else
+         "Off-task iNaturalist images enter the pool with a task label drawn at random (scenario.offtask_label), "
+         "a stand-in for a weak labeller; which species count as off-task follows the taxonomy mapping."),
         "KAIROS assumes the reference is a gold standard: a biased reference propagates its bias into the selection.",
         f"Values depend on the RBF bandwidth ({val['bandwidth']:.4g}, median heuristic) and on the label mode "
         f"(<code>{_e(label_mode)}</code> here); the feature term alone cannot see flipped labels.",
@@ -574,8 +578,21 @@ def build_report(root: str | Path = ".", title: str = "KAIROS curation report", 
     return report
 
 
+def _source_lines(prep: dict[str, Any]) -> list[str]:
+    """What the pool and the reference were built from (real datasets: what was dropped or skipped)."""
+    if prep.get("source", "fashion_mnist") == "fashion_mnist":
+        return ["Images: Fashion-MNIST (the offline default); task classes stand for the poster's insect "
+                "categories, off-task classes for its other species."]
+    skipped = prep.get("skipped", {})
+    return [f"Images: the pool is iNaturalist 2021, species mapped to the task categories by the taxonomy mapping "
+            f"(version {_e(str(prep.get('taxonomy_version', '?')))}); reference and test are disjoint samples of the "
+            f"Insects Image Dataset. {prep.get('pool_dropped_equal_to_reference_or_test', 0)} pool images identical "
+            f"to a reference or test image were dropped; the adapters skipped {skipped.get('inaturalist', 0)} "
+            f"iNaturalist and {skipped.get('insects', 0)} Insects entries (missing or unreadable files)."]
+
+
 def run_audit(root: str | Path = ".", flag_fraction: float = 0.1, seed: int = 0) -> Path:
-    """Audit the default pool (the poster's auditing layer): gallery + ``flags.csv`` in ``reports/audit``.
+    """Audit the prepared pool (the poster's auditing layer): gallery + ``flags.csv`` in ``reports/audit``.
 
     Uses what a user has: pool and reference embeddings, their labels and the pixels; never the
     truth table.
@@ -592,7 +609,7 @@ def run_audit(root: str | Path = ".", flag_fraction: float = 0.1, seed: int = 0)
                    aligned_embeddings(base / PATHS.embeddings / "reference.npz", ref["id"].to_numpy(dtype=str)),
                    scenario.source("pool"), pool_ids, labels=pool["label"].to_numpy(),
                    reference_labels=ref["label"].to_numpy(), out_dir=base / "reports" / "audit",
-                   flag_fraction=flag_fraction, title="KAIROS data audit: the default pool", seed=seed)
+                   flag_fraction=flag_fraction, title="KAIROS data audit: the prepared pool", seed=seed)
     return Path(result.html_path)
 
 

@@ -41,7 +41,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return target
 
 
-def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, *, ncols: int = 10,
+def image_grid(images: np.ndarray | Sequence[np.ndarray], titles: Sequence[str] | None = None, *, ncols: int = 10,
                row_labels: Sequence[str] | None = None, cell: float = 0.9) -> Figure:
     """A grid of greyscale or RGB uint8 images (row-major), optional titles and row labels."""
     n = len(images)

@@ -1,0 +1,293 @@
+"""The poster's scenario on real data: an iNaturalist 2021 pool against the Insects reference.
+
+``scenario.source: inaturalist`` in ``params.yaml`` builds the same kind of :class:`Scenario`
+as the offline default, from files:
+
+* **reference** and **test**: the Insects Image Dataset (one folder per class; the folders
+  define the task classes). Exact copies (same file bytes) are kept once; then, per class,
+  ``reference_per_class`` images go to the reference and ``test_per_class`` others to the
+  test set, sampled without replacement, so the two never share an image (by id or content).
+* **pool**: iNaturalist (the official folder layout, or an exported table). Species map to the
+  task categories through the taxonomy YAML; species of no task category, or of a category the
+  reference lacks, are *off-task*. An off-task image either enters the pool with a uniformly
+  drawn task label (``offtask_label: random`` - what a weak labeller or a scraper gives; the
+  truth table remembers that it is off-task) or is left out (``drop``). Pool images whose file
+  bytes equal a reference or test image are dropped (and counted), so no evaluation image
+  leaks into training.
+* optional **pixel noise** and **label flips** on the pool, as in the default; a corrupted
+  image is written as a PNG copy under the prepared folder, the user's files are never touched.
+
+The sample table stores every image's content hash (SHA-1 of the file), so that a changed image
+under ``data/raw`` changes the prepared output and DVC reruns the stages after ``prepare``.
+
+Relative dataset paths are resolved against the project root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kairos_curate.config import none_if_default, parse_bool, parse_list
+from kairos_curate.data import corruptions
+from kairos_curate.data.adapters import LoadedDataset, load_taxonomy
+from kairos_curate.data.inaturalist import load_inaturalist, load_inaturalist_table
+from kairos_curate.data.insects import load_insects
+from kairos_curate.data.scenario import (
+    Scenario,
+    _unique_content,
+    file_hashes,
+    inject_pool_problems,
+    write_png,
+)
+from kairos_curate.data.sources import image_arrays
+
+__all__ = ["OFFTASK_LABEL_MODES", "RealScenarioConfig", "build_real_scenario"]
+
+OFFTASK_LABEL_MODES = ("random", "drop")
+
+#: Pool images sampled (seeded) to estimate the pixel std that is the unit of noise severity.
+UNIT_SAMPLE = 256
+
+
+@dataclass(frozen=True)
+class RealScenarioConfig:
+    """Parameters of the real-data scenario (``scenario.*`` with ``source: inaturalist``).
+
+    Attributes:
+        inat_root: folder of the official iNaturalist 2021 layout (``<split>.json`` and
+            ``<split>/``); ignored when ``inat_table`` is set.
+        inat_split: the split name (``train``, ``train_mini``, ``val``).
+        inat_table: an exported table (CSV/TSV/Parquet with image paths + species) instead of
+            the folder layout; relative image paths resolve against the table's folder.
+        insects_root: the Insects Image Dataset (one folder per class).
+        insects_split: optional sub-folder of ``insects_root`` holding the class folders.
+        taxonomy: species -> category mapping YAML (``None``: the packaged one).
+        pool_size: pool images kept, a seeded sample (0 = every usable image).
+        offtask_label: ``random`` (off-task images carry a uniformly drawn task label) or
+            ``drop`` (they stay out of the pool).
+        reference_per_class: clean reference images per task class.
+        test_per_class: clean test images per task class (never in the reference).
+        pixel_noise_fraction, pixel_noise_severities, label_flip_fraction: synthetic pool
+            problems, as in the default scenario (0 = the real pool as it is).
+        verify: decode every image first and skip unreadable ones (slow on the full dataset;
+            a broken file otherwise fails later, in the embedding stage, naming the file).
+        seed: seed of every random choice.
+    """
+
+    inat_root: str | None = "data/raw/inaturalist"
+    inat_split: str = "train"
+    inat_table: str | None = None
+    insects_root: str = "data/raw/insects"
+    insects_split: str | None = None
+    taxonomy: str | None = None
+    pool_size: int = 0
+    offtask_label: str = "random"
+    reference_per_class: int = 40
+    test_per_class: int = 300
+    pixel_noise_fraction: float = 0.0
+    pixel_noise_severities: tuple[float, ...] = (3.0, 6.0, 9.0)
+    label_flip_fraction: float = 0.0
+    verify: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.offtask_label not in OFFTASK_LABEL_MODES:
+            raise ValueError(f"scenario.offtask_label must be one of {OFFTASK_LABEL_MODES}; "
+                             f"got {self.offtask_label!r}")
+        if self.inat_root is None and self.inat_table is None:
+            raise ValueError("set scenario.inat_root (official layout) or scenario.inat_table (exported table)")
+        for name in ("reference_per_class", "test_per_class"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"scenario.{name} must be >= 1")
+        if self.pool_size < 0:
+            raise ValueError("scenario.pool_size must be >= 0 (0 = all)")
+        for name in ("pixel_noise_fraction", "label_flip_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"scenario.{name} must be in [0, 1]")
+        if self.pixel_noise_fraction > 0 and not self.pixel_noise_severities:
+            raise ValueError("scenario.pixel_noise_severities is empty but pixel_noise_fraction > 0")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RealScenarioConfig:
+        """Build from ``scenario`` parameters (strings as DVC passes them; ``"none"`` = unset).
+
+        Unknown keys are rejected so that a typo does not pass silently.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"unknown scenario parameter(s) {sorted(unknown)} for source inaturalist; "
+                             f"known: {sorted(known)}")
+        kwargs = dict(params)
+        for name in ("inat_root", "inat_table", "insects_split", "taxonomy"):
+            if name in kwargs:
+                kwargs[name] = none_if_default(kwargs[name])
+        if "pixel_noise_severities" in kwargs:
+            kwargs["pixel_noise_severities"] = tuple(
+                parse_list(kwargs["pixel_noise_severities"], float, "scenario.pixel_noise_severities"))
+        if "verify" in kwargs:
+            kwargs["verify"] = parse_bool(kwargs["verify"], "scenario.verify")
+        for name in ("pool_size", "reference_per_class", "test_per_class", "seed"):
+            if name in kwargs:
+                kwargs[name] = int(kwargs[name])
+        for name in ("pixel_noise_fraction", "label_flip_fraction"):
+            if name in kwargs:
+                kwargs[name] = float(kwargs[name])
+        return cls(**kwargs)
+
+
+def _resolve(path: str, root: Path, param: str, what: str) -> Path:
+    p = Path(path)
+    p = p if p.is_absolute() else root / p
+    if not p.exists():
+        raise FileNotFoundError(
+            f"scenario.{param}: {what} {p} does not exist; put the data there (see the README, "
+            f"'Poster-scale configuration') or point scenario.{param} at it")
+    return p
+
+
+def _load_pool(config: RealScenarioConfig, root: Path, categories: list[str], taxonomy: Any) -> LoadedDataset:
+    if config.inat_table is not None:
+        table = _resolve(config.inat_table, root, "inat_table", "iNaturalist table")
+        return load_inaturalist_table(table, taxonomy=taxonomy, categories=categories, verify=config.verify,
+                                      extract_dir=root / "data" / "cache" / "inat_images")
+    assert config.inat_root is not None
+    folder = _resolve(config.inat_root, root, "inat_root", "iNaturalist folder")
+    return load_inaturalist(folder, config.inat_split, taxonomy=taxonomy, categories=categories,
+                            verify=config.verify)
+
+
+def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root: str | Path = ".",
+                        progress: bool = True) -> Scenario:
+    """Build the iNaturalist/Insects scenario (see the module docstring).
+
+    Args:
+        config: the parameters.
+        out_folder: the prepared folder (``data/prepared``); corrupted pool images are written
+            to ``out_folder/images``.
+        root: project root, against which relative dataset paths resolve.
+        progress: show progress bars (file hashing, corruptions).
+
+    Returns:
+        A file-backed :class:`Scenario`; ``info["skipped"]`` counts what the adapters skipped.
+    """
+    base = Path(root)
+    rng = np.random.default_rng(config.seed)
+    taxonomy = load_taxonomy(None if config.taxonomy is None else
+                             _resolve(config.taxonomy, base, "taxonomy", "taxonomy mapping"))
+    insects_root = _resolve(config.insects_root, base, "insects_root", "Insects dataset folder")
+    insects = load_insects(insects_root, split=config.insects_split, taxonomy=taxonomy,
+                           unknown_classes="error", verify=config.verify)
+    present = set(insects.frame["label"])
+    class_names = [c for c in taxonomy.categories if c in present]
+    task_index = {c: i for i, c in enumerate(class_names)}
+
+    # Reference and test: one copy of each distinct file, then disjoint per-class samples.
+    order = np.argsort(insects.frame["id"].to_numpy(dtype=str), kind="stable")
+    insect_hashes = file_hashes(insects.images.paths, progress=progress, desc="hashing Insects files")
+    unique = order[_unique_content(insect_hashes[order], set())]
+    ref_rows, test_rows = [], []
+    labels = insects.frame["label"].to_numpy(dtype=str)
+    for name in class_names:
+        cand = unique[labels[unique] == name]
+        need = config.reference_per_class + config.test_per_class
+        if cand.size < need:
+            raise ValueError(
+                f"Insects class {name!r} has {cand.size} distinct images in {insects_root} but "
+                f"scenario.reference_per_class + scenario.test_per_class = {need}; lower them")
+        chosen = rng.permutation(cand)[:need]
+        ref_rows.append(np.sort(chosen[: config.reference_per_class]))
+        test_rows.append(np.sort(chosen[config.reference_per_class:]))
+    reference, test = np.concatenate(ref_rows), np.concatenate(test_rows)
+    held_out = set(insect_hashes[reference].tolist()) | set(insect_hashes[test].tolist())
+
+    pool_ds = _load_pool(config, base, class_names, taxonomy)
+    frame = pool_ds.frame
+    off_task_all = frame["label"].to_numpy(dtype=str) == taxonomy.off_task
+    rows = np.arange(len(frame))
+    if config.offtask_label == "drop":
+        rows = rows[~off_task_all]
+    if config.pool_size and config.pool_size < rows.size:
+        rows = np.sort(rng.choice(rows, size=config.pool_size, replace=False))
+    if rows.size == 0:
+        raise ValueError("the iNaturalist pool is empty after mapping species to the reference's classes "
+                         f"{class_names}; check the taxonomy mapping and scenario.offtask_label")
+    pool_hashes = file_hashes([pool_ds.images.paths[i] for i in rows], progress=progress,
+                              desc="hashing pool files")
+    leaked = np.isin(pool_hashes, list(held_out))
+    rows, pool_hashes = rows[~leaked], pool_hashes[~leaked]
+    pool_table = frame.iloc[rows].reset_index(drop=True)
+    off_task = off_task_all[rows]
+    true_label = np.asarray([-1 if o else task_index[lab]
+                             for lab, o in zip(pool_table["label"], off_task, strict=True)], dtype=np.int64)
+    shown_label = true_label.copy()
+    shown_label[off_task] = rng.integers(0, len(class_names), size=int(off_task.sum()))
+
+    paths = pool_table["path"].astype(str).tolist()
+    sample = np.sort(rng.choice(np.flatnonzero(~off_task) if (~off_task).any() else np.arange(rows.size),
+                                size=min(UNIT_SAMPLE, int((~off_task).sum()) or rows.size), replace=False))
+    pool_source = pool_ds.images.subset(rows)
+    unit_std = corruptions.pixel_std_of(image_arrays(pool_source, sample))
+    image_dir = Path(out_folder) / "images"
+
+    def add_noise(noise_rows: np.ndarray, sev: float) -> np.ndarray:
+        images, changed = corruptions.corrupt_each("gaussian_noise", image_arrays(pool_source, noise_rows),
+                                                   np.arange(noise_rows.size), rng, severity=sev, unit_std=unit_std)
+        image_dir.mkdir(parents=True, exist_ok=True)
+        for j in changed:
+            row = noise_rows[j]
+            paths[row] = write_png(images[j], image_dir, str(pool_table.loc[row, "id"]))
+            pool_hashes[row] = file_hashes([paths[row]])[0]
+        return noise_rows[changed]
+
+    shown_label, corruption, severity, label_flipped = inject_pool_problems(
+        off_task, shown_label, len(class_names), config.pixel_noise_fraction, config.pixel_noise_severities,
+        config.label_flip_fraction, rng, add_noise)
+
+    frames = [pd.DataFrame({
+        "id": pool_table["id"].to_numpy(dtype=str), "split": "pool", "label": shown_label,
+        "class_name": [class_names[i] for i in shown_label], "source": pool_table["source"].to_numpy(),
+        "path": paths, "content_hash": pool_hashes,
+    })]
+    for split, split_rows in (("reference", reference), ("test", test)):
+        sub = insects.frame.iloc[split_rows]
+        lab = np.asarray([task_index[c] for c in sub["label"]], dtype=np.int64)
+        frames.append(pd.DataFrame({
+            "id": sub["id"].to_numpy(dtype=str), "split": split, "label": lab,
+            "class_name": [class_names[i] for i in lab], "source": sub["source"].to_numpy(),
+            "path": sub["path"].astype(str).to_numpy(), "content_hash": insect_hashes[split_rows],
+        }))
+    samples = pd.concat(frames, ignore_index=True)
+    species = pool_table["species"].astype(object).where(pool_table["species"].notna(), pool_table["label"])
+    truth = pd.DataFrame({
+        "id": pool_table["id"].to_numpy(dtype=str),
+        "off_task": off_task,
+        "origin": species.astype(str).to_numpy(),
+        "true_label": true_label,
+        "label_flipped": label_flipped,
+        "corruption": corruption.astype(str),
+        "severity": severity,
+    })
+    truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
+    info = {
+        "source": "inaturalist",
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "taxonomy_version": taxonomy.version,
+        "taxonomy_path": taxonomy.path,
+        "severity_unit_pixel_std": unit_std,
+        "skipped": {"inaturalist": len(pool_ds.skipped), "insects": len(insects.skipped)},
+        "pool_dropped_equal_to_reference_or_test": int(leaked.sum()),
+        "pool_off_task_available": int(off_task_all.sum()),
+        "counts": {
+            "pool": len(pool_table), "reference": int(reference.size), "test": int(test.size),
+            "pool_off_task": int(off_task.sum()), "pool_pixel_noise": int((corruption != "none").sum()),
+            "pool_label_flipped": int(label_flipped.sum()), "pool_noisy": int(truth["noisy"].sum()),
+        },
+    }
+    return Scenario(samples=samples, pixels=None, truth=truth, class_names=class_names, info=info)
