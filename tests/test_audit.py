@@ -221,3 +221,12 @@ def test_image_folder_matches_ids_by_relative_path(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in source.paths] == ["ants/a1.jpg", "bees/a1.png", "bees/b2.png"]
     with pytest.raises(ValueError, match="no image file matches"):
         load_image_source(tmp_path, np.array(["zzz"]))
+
+
+def test_cli_dimension_mismatch_is_a_clear_error(tmp_path, capsys):
+    _, ref, _, ref_ids = _write_inputs(tmp_path)
+    save_embeddings(tmp_path / "ref.npz", ref_ids, np.hstack([ref, ref]).astype(np.float32))
+    code = main(["audit", "--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
+                 "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--pool has dimension" in err and "same encoder" in err

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from kairos_curate.data.sources import ArrayImageSource, FileImageSource
+from kairos_curate.valuation.kernels import check_same_dim
 
 __all__ = ["load_image_source", "read_label_table", "register", "run"]
 
@@ -154,9 +155,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} exists and is not a folder")
     pool_ids, pool = load_embeddings(args.pool)
     ref_ids, reference = load_embeddings(args.reference)
-    if pool.shape[1] != reference.shape[1]:
-        raise ValueError(f"--pool has {pool.shape[1]}-d embeddings but --reference has {reference.shape[1]}-d; "
-                         "embed both with the same encoder")
+    check_same_dim(pool.shape[1], reference.shape[1], pool_name="--pool")
     labels = ref_labels = None
     if args.labels is not None:
         table = read_label_table(args.labels, "--labels")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kairos_curate.valuation.kernels import as_float_matrix
+from kairos_curate.valuation.kernels import as_float_matrix, check_same_dim
 
 __all__ = ["median_bandwidth", "resolve_bandwidth"]
 
@@ -52,11 +52,7 @@ def median_bandwidth(
     parts = [x]
     if reference is not None:
         z = as_float_matrix(reference, "reference")
-        if z.shape[1] != x.shape[1]:
-            raise ValueError(
-                f"pool has dimension {x.shape[1]} but reference has {z.shape[1]}; "
-                "embed both with the same encoder"
-            )
+        check_same_dim(x.shape[1], z.shape[1])
         parts.append(z)
     n = sum(p.shape[0] for p in parts)
     if n < 2:

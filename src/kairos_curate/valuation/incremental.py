@@ -24,6 +24,7 @@ from kairos_curate.valuation.kernels import (
     DEFAULT_MEMORY_BUDGET,
     KernelSpace,
     as_float_matrix,
+    check_same_dim,
     cross_sums,
     self_sums,
 )
@@ -162,11 +163,7 @@ class KairosState:
         """
         x = as_float_matrix(pool, "pool")
         z = as_float_matrix(reference, "reference")
-        if x.shape[1] != z.shape[1]:
-            raise ValueError(
-                f"pool has dimension {x.shape[1]} but reference has {z.shape[1]}; "
-                "embed both with the same encoder"
-            )
+        check_same_dim(x.shape[1], z.shape[1])
         sigma = resolve_bandwidth(bandwidth, x, z, seed)
         state = cls(z, sigma, **kwargs)
         return state.update(x, pool_labels)
@@ -187,11 +184,7 @@ class KairosState:
             Bad rows, dimension mismatch, label length, or classes unknown to the reference.
         """
         x = as_float_matrix(new_pool_points, "pool")
-        if x.shape[1] != self.dim:
-            raise ValueError(
-                f"pool has dimension {x.shape[1]} but reference has {self.dim}; "
-                "embed both with the same encoder"
-            )
+        check_same_dim(x.shape[1], self.dim)
         n_new, n_old = x.shape[0], self.n_pool
         labels_arr: np.ndarray | None = None
         codes: np.ndarray | None = None

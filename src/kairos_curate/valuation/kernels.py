@@ -117,6 +117,13 @@ def as_float_matrix(x: Any, name: str) -> np.ndarray:
     return arr
 
 
+def check_same_dim(pool_dim: int, reference_dim: int, pool_name: str = "pool") -> None:
+    """Raise if the pool and the reference embeddings have different dimensions."""
+    if pool_dim != reference_dim:
+        raise ValueError(f"{pool_name} has dimension {pool_dim} but reference has {reference_dim}; "
+                         "embed both with the same encoder")
+
+
 def as_float64_matrix(x: Any, name: str) -> np.ndarray:
     """Like :func:`as_float_matrix`, returning a C-contiguous float64 copy when needed."""
     return np.ascontiguousarray(as_float_matrix(x, name), dtype=np.float64)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kairos_curate.valuation.kernels import as_float64_matrix, resolve_device
+from kairos_curate.valuation.kernels import as_float64_matrix, check_same_dim, resolve_device
 from kairos_curate.valuation.labels import _as_label_array
 
 __all__ = ["knn_shapley"]
@@ -70,11 +70,7 @@ def knn_shapley(
     """
     x = as_float64_matrix(pool, "pool")
     z = as_float64_matrix(reference, "reference")
-    if x.shape[1] != z.shape[1]:
-        raise ValueError(
-            f"pool has dimension {x.shape[1]} but reference has {z.shape[1]}; "
-            "embed both with the same encoder"
-        )
+    check_same_dim(x.shape[1], z.shape[1])
     if int(k) < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
     y_pool = _as_label_array(pool_labels, "pool_labels", x.shape[0])

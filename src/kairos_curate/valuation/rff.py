@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from kairos_curate.valuation.bandwidth import resolve_bandwidth
-from kairos_curate.valuation.kernels import as_float64_matrix, resolve_device
+from kairos_curate.valuation.kernels import as_float64_matrix, check_same_dim, resolve_device
 from kairos_curate.valuation.labels import (
     COMBINE_MODES,
     encode_labels,
@@ -124,11 +124,7 @@ def rff_kairos_values(
         raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
     x = as_float64_matrix(pool, "pool")
     z = as_float64_matrix(reference, "reference")
-    if x.shape[1] != z.shape[1]:
-        raise ValueError(
-            f"pool has dimension {x.shape[1]} but reference has {z.shape[1]}; "
-            "embed both with the same encoder"
-        )
+    check_same_dim(x.shape[1], z.shape[1])
     sigma = resolve_bandwidth(bandwidth, x, z, seed)
     fmap = RandomFourierFeatures(x.shape[1], sigma, n_features, seed, z.mean(axis=0), device)
     mu_ref = fmap.mean_features(z, batch_size)
