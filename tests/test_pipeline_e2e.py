@@ -49,6 +49,18 @@ def _dvc(project: Path, *args: str, timeout: int = 1200) -> subprocess.Completed
     return result
 
 
+def init_and_repro(dest: Path) -> None:
+    """Make ``dest`` a git + DVC project (analytics off), run `dvc repro` once, check every stage ran."""
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    _dvc(dest, "init", "-q")
+    _dvc(dest, "config", "core.analytics", "false")
+    start = time.perf_counter()
+    result = _dvc(dest, "repro")
+    (dest / "first_repro_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}")
+    assert all(f"Running stage '{s}'" in result.stdout for s in
+               ("prepare", "embed", "value", "benchmark", "finetune", "report"))
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A scratch copy of the project with tiny parameters, after one full `dvc repro`."""
@@ -58,14 +70,7 @@ def project(tmp_path_factory):
     for section, values in TINY.items():
         params[section].update(values)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    _dvc(dest, "init", "-q")
-    _dvc(dest, "config", "core.analytics", "false")
-    start = time.perf_counter()
-    result = _dvc(dest, "repro")
-    (dest / "first_repro_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}")
-    assert all(f"Running stage '{s}'" in result.stdout for s in
-               ("prepare", "embed", "value", "benchmark", "finetune", "report"))
+    init_and_repro(dest)
     return dest
 
 

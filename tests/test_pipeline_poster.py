@@ -14,7 +14,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,7 @@ import yaml
 
 from .conftest import copy_project
 from .fake_datasets import make_inat_tree, make_insects_tree
-from .test_pipeline_e2e import _dvc
+from .test_pipeline_e2e import _dvc, init_and_repro
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +62,7 @@ def poster(tmp_path_factory):
     raw_before = _tree_hashes(dest / "data/raw")
     for args in (["configs/poster.yaml"], [a for item in CPU_SIZES for a in ("--set", item)]):
         subprocess.run([sys.executable, "scripts/apply_params.py", *args], cwd=dest, check=True)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    _dvc(dest, "init", "-q")
-    _dvc(dest, "config", "core.analytics", "false")
-    start = time.perf_counter()
-    result = _dvc(dest, "repro")
-    (dest / "repro_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}")
-    assert all(f"Running stage '{s}'" in result.stdout for s in
-               ("prepare", "embed", "value", "benchmark", "finetune", "report"))
+    init_and_repro(dest)
     assert _tree_hashes(dest / "data/raw") == raw_before, "the pipeline changed the user's raw data"
     return dest
 

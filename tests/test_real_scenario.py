@@ -172,6 +172,8 @@ def test_image_arrays_keep_native_sizes(built):
     ({"inat_root": "raw/nowhere"}, "scenario.inat_root"),
     ({"reference_per_class": 10, "test_per_class": 10}, "reference_per_class"),
     ({"offtask_label": "keep"}, "offtask_label"),
+    ({"test_per_class": 0}, "test_per_class"),
+    ({"label_flip_fraction": 1.5}, "label_flip_fraction"),
 ])
 def test_bad_configuration_names_the_parameter(trees, tmp_path, overrides, match):
     with pytest.raises((FileNotFoundError, ValueError), match=match):

@@ -41,6 +41,7 @@ from kairos_curate.data.insects import load_insects
 from kairos_curate.data.scenario import (
     Scenario,
     _unique_content,
+    check_shared_fields,
     file_hashes,
     inject_pool_problems,
     write_png,
@@ -102,16 +103,9 @@ class RealScenarioConfig:
                              f"got {self.offtask_label!r}")
         if self.inat_root is None and self.inat_table is None:
             raise ValueError("set scenario.inat_root (official layout) or scenario.inat_table (exported table)")
-        for name in ("reference_per_class", "test_per_class"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"scenario.{name} must be >= 1")
         if self.pool_size < 0:
             raise ValueError("scenario.pool_size must be >= 0 (0 = all)")
-        for name in ("pixel_noise_fraction", "label_flip_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"scenario.{name} must be in [0, 1]")
-        if self.pixel_noise_fraction > 0 and not self.pixel_noise_severities:
-            raise ValueError("scenario.pixel_noise_severities is empty but pixel_noise_fraction > 0")
+        check_shared_fields(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RealScenarioConfig:

@@ -50,6 +50,18 @@ __all__ = [
 SPLITS = ("pool", "reference", "test")
 
 
+def check_shared_fields(config: Any) -> None:
+    """Checks of the ``scenario`` keys that both sources (Fashion-MNIST, iNaturalist) share."""
+    for name in ("reference_per_class", "test_per_class"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"scenario.{name} must be >= 1")
+    for name in ("pixel_noise_fraction", "label_flip_fraction"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ValueError(f"scenario.{name} must be in [0, 1]")
+    if config.pixel_noise_fraction > 0 and not config.pixel_noise_severities:
+        raise ValueError("scenario.pixel_noise_severities is empty but pixel_noise_fraction > 0")
+
+
 @dataclass(frozen=True)
 class ScenarioConfig:
     """Parameters of the default scenario (the ``scenario`` section of ``params.yaml``).
@@ -100,16 +112,11 @@ class ScenarioConfig:
         if not set(offtask_labels.values()) <= task:
             raise ValueError("scenario.offtask_labels must map to task classes")
         object.__setattr__(self, "offtask_labels", offtask_labels)
-        for name in ("pool_per_task_class", "reference_per_class", "test_per_class"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"scenario.{name} must be >= 1")
+        if self.pool_per_task_class < 1:
+            raise ValueError("scenario.pool_per_task_class must be >= 1")
         if self.pool_per_offtask_class < 0:
             raise ValueError("scenario.pool_per_offtask_class must be >= 0")
-        for name in ("pixel_noise_fraction", "label_flip_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"scenario.{name} must be in [0, 1]")
-        if self.pixel_noise_fraction > 0 and not self.pixel_noise_severities:
-            raise ValueError("scenario.pixel_noise_severities is empty but pixel_noise_fraction > 0")
+        check_shared_fields(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ScenarioConfig:
