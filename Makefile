@@ -37,6 +37,7 @@ lint:  ## ruff + mypy
 benchmark: setup  ## speed/memory benchmarks, results under reports/benchmarks/
 	python benchmarks/bench_kairos.py
 	python benchmarks/bench_embed.py
+	python benchmarks/bench_prepare.py
 
 clean-cache:  ## remove keyed caches (embeddings, stem features); DVC outputs stay
 	rm -rf data/cache

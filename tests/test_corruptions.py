@@ -589,3 +589,28 @@ def test_near_duplicate_never_byte_identical() -> None:
         C.duplicate(
             images, [1], sources=[0], near=True, near_std=1e-3, rng=np.random.default_rng(0)
         )
+
+
+def test_pixel_std_of_images_of_different_sizes_matches_brute_force() -> None:
+    from kairos_curate.data.corruptions import corrupt_each, pixel_std_of
+
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, size=shape, dtype=np.uint8) for shape in [(7, 9, 3), (11, 4, 3), (5, 5)]]
+    flat = np.concatenate([img.astype(np.float64).ravel() for img in images])
+    np.testing.assert_allclose(pixel_std_of(images), flat.std(), rtol=1e-12)
+    stacked = rng.integers(0, 256, size=(4, 6, 6), dtype=np.uint8)
+    np.testing.assert_allclose(pixel_std_of(stacked), stacked.astype(np.float64).std(), rtol=1e-12)
+    assert np.isclose(pixel_std_of(list(stacked)), pixel_std_of(stacked), rtol=1e-12)
+    with pytest.raises(ValueError, match="no images"):
+        pixel_std_of([])
+    # a list is corrupted image by image; a stacked array in one call, exactly like apply_corruption
+    out, changed = corrupt_each("gaussian_noise", images, [0, 2], np.random.default_rng(1), severity=1.0,
+                                unit_std=30.0)
+    assert changed.tolist() == [0, 2] and out[1] is images[1]
+    assert [o.shape for o in out] == [i.shape for i in images] and not np.array_equal(out[0], images[0])
+    batch, rows = corrupt_each("gaussian_noise", stacked, [1, 3], np.random.default_rng(2), severity=1.0,
+                               unit_std=30.0)
+    direct = C.apply_corruption("gaussian_noise", stacked, [1, 3], np.random.default_rng(2), severity=1.0,
+                              unit_std=30.0)
+    np.testing.assert_array_equal(batch, direct.images)
+    assert rows.tolist() == [1, 3]

@@ -180,6 +180,20 @@ def test_bad_configuration_names_the_parameter(trees, tmp_path, overrides, match
         build_real_scenario(_config(**overrides), tmp_path, root=trees, progress=False)
 
 
+def test_a_reference_class_without_pool_images_is_a_warned_gap(trees, tmp_path):
+    import shutil as sh
+
+    root = tmp_path / "gap"
+    sh.copytree(trees / "raw", root / "raw")
+    make_insects_tree(root / "raw" / "extra", per_class=14, seed=7)  # other images than the Insects tree
+    sh.copytree(root / "raw/extra/ants", root / "raw/insects/ladybugs")  # a class no pool species maps to
+    with pytest.warns(UserWarning, match="Ladybug"):
+        sc = build_real_scenario(_config(), root / "prepared", root=root, progress=False)
+    assert "Ladybug" in sc.class_names
+    table = pd.DataFrame(sc.info["coverage"]).set_index("category")
+    assert table.loc["Ladybug", "status"] == "reference only"
+
+
 def test_unknown_parameter_and_source(trees):
     with pytest.raises(ValueError, match="inat_rot"):
         prepare.build({**REAL, "inat_rot": "x"}, trees)
@@ -198,6 +212,10 @@ def test_prepare_stage_and_eda_on_real_files(trees, tmp_path):
     loaded = load_scenario(root / "data/prepared", root / "data/truth/truth.parquet")
     overlap = prepare.class_overlap(loaded)
     assert overlap["off-task"].sum() == metrics["pool_off_task"]
+    coverage = prepare.coverage_table(loaded)
+    assert coverage is not None
+    assert coverage.loc["Ant", "pool_count"] == 13 and coverage.loc["Ant", "pool_species"] == 1  # 12 + the leak
+    assert coverage.loc["off-task", "status"] == "off-task" and coverage.loc["off-task", "pool_species"] == 2
     stats = prepare.pixel_statistics(loaded)
     assert stats["std"].gt(0).all()
     for fig in (prepare.sample_grid(loaded, "reference", per_class=3), prepare.corruption_grid(loaded, per_kind=3),

@@ -25,6 +25,7 @@ Relative dataset paths are resolved against the project root.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import pandas as pd
 
 from kairos_curate.config import none_if_default, parse_bool, parse_list
 from kairos_curate.data import corruptions
-from kairos_curate.data.adapters import LoadedDataset, load_taxonomy
+from kairos_curate.data.adapters import LoadedDataset, class_overlap, load_taxonomy
 from kairos_curate.data.inaturalist import load_inaturalist, load_inaturalist_table
 from kairos_curate.data.insects import load_insects
 from kairos_curate.data.scenario import (
@@ -146,15 +147,14 @@ def _resolve(path: str, root: Path, param: str, what: str) -> Path:
     return p
 
 
-def _load_pool(config: RealScenarioConfig, root: Path, categories: list[str], taxonomy: Any) -> LoadedDataset:
+def _load_pool(config: RealScenarioConfig, root: Path, taxonomy: Any) -> LoadedDataset:
     if config.inat_table is not None:
         table = _resolve(config.inat_table, root, "inat_table", "iNaturalist table")
-        return load_inaturalist_table(table, taxonomy=taxonomy, categories=categories, verify=config.verify,
+        return load_inaturalist_table(table, taxonomy=taxonomy, verify=config.verify,
                                       extract_dir=root / "data" / "cache" / "inat_images")
     assert config.inat_root is not None
     folder = _resolve(config.inat_root, root, "inat_root", "iNaturalist folder")
-    return load_inaturalist(folder, config.inat_split, taxonomy=taxonomy, categories=categories,
-                            verify=config.verify)
+    return load_inaturalist(folder, config.inat_split, taxonomy=taxonomy, verify=config.verify)
 
 
 def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root: str | Path = ".",
@@ -201,7 +201,15 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
     reference, test = np.concatenate(ref_rows), np.concatenate(test_rows)
     held_out = set(insect_hashes[reference].tolist()) | set(insect_hashes[test].tolist())
 
-    pool_ds = _load_pool(config, base, class_names, taxonomy)
+    # Coverage (the poster's mapping table): categories of the pool as mapped vs the reference's,
+    # before pool categories the reference lacks become off-task.
+    mapped = _load_pool(config, base, taxonomy)
+    coverage = class_overlap(mapped, insects, off_task=taxonomy.off_task)
+    gaps = coverage.index[coverage["status"] == "reference only"].tolist()
+    if gaps:
+        warnings.warn(f"no iNaturalist pool image maps to the reference class(es) {gaps}: the pool cannot "
+                      "teach them; check the taxonomy mapping", stacklevel=2)
+    pool_ds = mapped.restrict_labels(class_names, taxonomy.off_task)
     frame = pool_ds.frame
     off_task_all = frame["label"].to_numpy(dtype=str) == taxonomy.off_task
     rows = np.arange(len(frame))
@@ -278,6 +286,7 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
         "skipped": {"inaturalist": len(pool_ds.skipped), "insects": len(insects.skipped)},
         "pool_dropped_equal_to_reference_or_test": int(leaked.sum()),
         "pool_off_task_available": int(off_task_all.sum()),
+        "coverage": coverage.reset_index().astype({"pool_species": "float"}).to_dict("records"),
         "counts": {
             "pool": len(pool_table), "reference": int(reference.size), "test": int(test.size),
             "pool_off_task": int(off_task.sum()), "pool_pixel_noise": int((corruption != "none").sum()),

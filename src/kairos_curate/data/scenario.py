@@ -304,7 +304,8 @@ def write_png(image: np.ndarray, folder: Path, sample_id: str) -> str:
     digest = hashlib.sha1(sample_id.encode()).hexdigest()[:8]  # keeps ids that differ only in symbols apart
     path = folder / f"{name}-{digest}.png"
     with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
+        # Level 1: noisy images barely compress, and level 6 took 2.5x as long for 10% less disk.
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG", compress_level=1)
     return str(path)
 
 

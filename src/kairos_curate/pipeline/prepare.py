@@ -23,7 +23,7 @@ from kairos_curate.data.sources import ArrayImageSource
 from kairos_curate.io import write_json
 from kairos_curate.reporting.plots import image_grid
 
-__all__ = ["build", "class_overlap", "corruption_grid", "noisy_variant", "pixel_statistics", "run", "sample_grid"]
+__all__ = ["build", "class_overlap", "corruption_grid", "coverage_table", "noisy_variant", "pixel_statistics", "run", "sample_grid"]
 
 
 NOISY_VARIANT_KEYS = ("noisy_variant_fraction", "noisy_variant_severities")
@@ -114,6 +114,17 @@ def class_overlap(scenario: Scenario) -> pd.DataFrame:
             "off-task sources": _top_counts(off["origin"]),
         })
     return pd.DataFrame(rows)
+
+
+def coverage_table(scenario: Scenario) -> pd.DataFrame | None:
+    """For real datasets, the poster's mapping table: per task category the iNaturalist images and
+    species mapped to it and the reference images (``status`` flags gaps); ``None`` otherwise."""
+    records = scenario.info.get("coverage")
+    if not records:
+        return None
+    table = pd.DataFrame(records).set_index("category")
+    table["pool_species"] = table["pool_species"].astype("Int64")
+    return table
 
 
 def _top_counts(values: pd.Series, top: int = 6) -> str:
