@@ -222,3 +222,19 @@ def test_prepare_stage_and_eda_on_real_files(trees, tmp_path):
                 prepare.corruption_gallery(loaded, n_images=2)):
         assert fig.axes
     assert scenario.class_names == loaded.class_names
+
+
+def test_noise_on_files_does_not_depend_on_the_chunk_size(built):
+    from kairos_curate.data.scenario import noise_files
+
+    source = built.source("pool")
+    rows = np.asarray([1, 4, 7, 20, 33])
+    outputs = []
+    for chunk in (1, 2, 128):
+        written: dict[int, np.ndarray] = {}
+        changed = noise_files(source, rows, 1.0, 40.0, np.random.default_rng(3), written.__setitem__, chunk=chunk)
+        assert changed.tolist() == rows.tolist()
+        outputs.append(written)
+    for other in outputs[1:]:
+        for row in rows:
+            np.testing.assert_array_equal(outputs[0][row], other[row])

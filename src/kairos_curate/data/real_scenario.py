@@ -45,6 +45,7 @@ from kairos_curate.data.scenario import (
     check_shared_fields,
     file_hashes,
     inject_pool_problems,
+    noise_files,
     write_png,
 )
 from kairos_curate.data.sources import image_arrays
@@ -238,15 +239,13 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
     unit_std = corruptions.pixel_std_of(image_arrays(pool_source, sample))
     image_dir = Path(out_folder) / "images"
 
-    def add_noise(noise_rows: np.ndarray, sev: float) -> np.ndarray:
-        images, changed = corruptions.corrupt_each("gaussian_noise", image_arrays(pool_source, noise_rows),
-                                                   np.arange(noise_rows.size), rng, severity=sev, unit_std=unit_std)
+    def write(row: int, image: np.ndarray) -> None:
         image_dir.mkdir(parents=True, exist_ok=True)
-        for j in changed:
-            row = noise_rows[j]
-            paths[row] = write_png(images[j], image_dir, str(pool_table.loc[row, "id"]))
-            pool_hashes[row] = file_hashes([paths[row]])[0]
-        return noise_rows[changed]
+        paths[row] = write_png(image, image_dir, str(pool_table.loc[row, "id"]))
+        pool_hashes[row] = file_hashes([paths[row]])[0]
+
+    def add_noise(noise_rows: np.ndarray, sev: float) -> np.ndarray:
+        return noise_files(pool_source, noise_rows, sev, unit_std, rng, write)
 
     shown_label, corruption, severity, label_flipped = inject_pool_problems(
         off_task, shown_label, len(class_names), config.pixel_noise_fraction, config.pixel_noise_severities,

@@ -33,7 +33,7 @@ from PIL import Image
 from kairos_curate.config import none_if_default, parse_list, parse_map
 from kairos_curate.data import corruptions
 from kairos_curate.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
-from kairos_curate.data.sources import ArrayImageSource, FileImageSource, image_arrays
+from kairos_curate.data.sources import ArrayImageSource, FileImageSource, ImageSource, image_arrays
 from kairos_curate.io import atomic_path, write_json
 
 __all__ = [
@@ -535,29 +535,51 @@ def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[flo
     truth = pool.copy()
     unit = float(scenario.info["severity_unit_pixel_std"])
     ids = pool["id"].to_numpy(dtype=str)
-    # Only the chosen rows are decoded (file-backed pools can be tens of thousands of photos).
-    images = image_arrays(source, rows)
+    file_backed = isinstance(source, FileImageSource)
+    folder = Path(image_dir) if image_dir is not None else Path(".")
+    if isinstance(source, FileImageSource):
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [str(p) for p in source.paths]
+    else:
+        pixels = source.pixels.copy()
     for sev, chunk in zip(severities, np.array_split(rng.permutation(chosen), len(severities)), strict=False):
         if chunk.size == 0:
             continue
-        images, changed = corruptions.corrupt_each("gaussian_noise", images, np.searchsorted(rows, np.sort(chunk)),
-                                                   rng, severity=float(sev), unit_std=unit)
-        truth.loc[rows[changed], "corruption"] = "gaussian_noise"
-        truth.loc[rows[changed], "severity"] = float(sev)
+        if file_backed:
+            def write(row: int, image: np.ndarray) -> None:
+                paths[row] = write_png(image, folder, ids[row])
+
+            changed = noise_files(source, np.sort(chunk), float(sev), unit, rng, write)
+        else:
+            result = corruptions.gaussian_noise(pixels, np.sort(chunk), severity=float(sev), rng=rng, unit_std=unit)
+            pixels, changed = result.images, result.indices
+        truth.loc[changed, "corruption"] = "gaussian_noise"
+        truth.loc[changed, "severity"] = float(sev)
     truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
     info = {"fraction": fraction, "severities": list(map(float, severities)), "seed": seed,
             "added": int(rows.size), "pool_noisy": int(truth["noisy"].sum())}
-    if isinstance(source, ArrayImageSource):
-        pixels = source.pixels.copy()
-        pixels[rows] = images
-        return PoolVariant(ids=ids, pixels=pixels, truth=truth, info=info)
-    assert image_dir is not None
-    folder = Path(image_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [str(p) for p in source.paths]
-    for j, row in enumerate(rows):
-        paths[row] = write_png(images[j], folder, ids[row])
-    return PoolVariant(ids=ids, pixels=None, truth=truth, info=info, paths=paths)
+    if file_backed:
+        return PoolVariant(ids=ids, pixels=None, truth=truth, info=info, paths=paths)
+    return PoolVariant(ids=ids, pixels=pixels, truth=truth, info=info)
+
+
+def noise_files(source: ImageSource, rows: np.ndarray, severity: float, unit_std: float, rng: np.random.Generator,
+                write: Callable[[int, np.ndarray], None], chunk: int = 128) -> np.ndarray:
+    """Gaussian noise on the images ``rows`` (sorted) of a file source, ``chunk`` decoded at a time.
+
+    Each noisy image is handed to ``write(row, image)`` and dropped, so memory stays bounded on
+    pools of large photos. Rows are processed in ascending order with one generator, so the
+    result does not depend on ``chunk``. Returns the rows changed.
+    """
+    changed: list[np.ndarray] = []
+    for start in range(0, rows.size, chunk):
+        part = rows[start:start + chunk]
+        images, hit = corruptions.corrupt_each("gaussian_noise", image_arrays(source, part), np.arange(part.size),
+                                               rng, severity=severity, unit_std=unit_std)
+        for j in hit:
+            write(int(part[j]), images[j])
+        changed.append(part[hit])
+    return np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
 
 
 def load_pool_variant(folder: str | Path, truth_path: str | Path | None = None) -> PoolVariant:
