@@ -7,6 +7,7 @@ the helpers here turn them back into Python values with errors that name the par
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ __all__ = [
     "Paths",
     "load_params",
     "none_if_default",
+    "parse_bandwidth",
     "parse_bool",
     "parse_list",
     "parse_map",
@@ -118,6 +120,21 @@ def parse_bool(value: Any, name: str) -> bool:
     if text in {"false", "no", "0", "off"}:
         return False
     raise ValueError(f"parameter {name}: expected true or false, got {value!r}")
+
+
+def parse_bandwidth(value: Any, name: str) -> float | str:
+    """Read an RBF bandwidth given as text or a number: ``"median"`` (the median heuristic,
+    computed later) or a positive finite sigma. ``name`` (``--bandwidth``, ``value.bandwidth``)
+    is named in the error."""
+    if isinstance(value, str) and value.strip().lower() == "median":
+        return "median"
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 'median' or a positive number, got {value!r}") from None
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{name} must be a positive number (finite, > 0), got {value!r}")
+    return sigma
 
 
 def none_if_default(value: Any) -> Any:

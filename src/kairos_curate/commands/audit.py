@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.config import parse_bandwidth
 from kairos_curate.data.sources import ArrayImageSource, FileImageSource
-from kairos_curate.valuation.kernels import check_same_dim
 
 __all__ = ["load_image_source", "read_label_table", "register", "run"]
 
@@ -74,18 +74,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress bars (default: when stderr is a terminal)")
     p.set_defaults(func=run)
-
-
-def _bandwidth(text: str) -> float | str:
-    if text == "median":
-        return "median"
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"--bandwidth must be 'median' or a positive number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"--bandwidth must be a positive number, got {text!r}")
-    return value
 
 
 def read_label_table(path: Path, option: str) -> dict[str, Any]:
@@ -149,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``kairos-curate audit``."""
     from kairos_curate.audit import audit
     from kairos_curate.io import load_embeddings
+    from kairos_curate.valuation.kernels import check_same_dim
 
-    bandwidth = _bandwidth(args.bandwidth)
+    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a folder")
     pool_ids, pool = load_embeddings(args.pool)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.config import parse_bandwidth
+
 HELP = "Value every pool sample with KAIROS (MMD to the reference) and optionally select a subset."
 
 
@@ -139,20 +141,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_bandwidth(text: str) -> float | str:
-    if text == "median":
-        return "median"
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise ValueError(
-            f"--bandwidth must be 'median' or a positive number, got {text!r}"
-        ) from err
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"--bandwidth must be a positive number, got {text!r}")
-    return value
-
-
 def read_labels(path: Path, ids: np.ndarray, option: str) -> np.ndarray:
     """Read labels for rows with ``ids`` from ``path`` (see ``--pool-labels`` help)."""
     if not path.exists():
@@ -197,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from kairos_curate.io import atomic_path, load_embeddings, write_json
     from kairos_curate.valuation import kairos_values, select
 
-    bandwidth = _parse_bandwidth(args.bandwidth)
+    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
     out: Path = args.out
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"--out must end in .parquet or .csv, got {out}")

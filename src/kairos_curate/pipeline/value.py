@@ -14,24 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kairos_curate.config import PATHS, none_if_default, parse_list
+from kairos_curate.config import PATHS, none_if_default, parse_bandwidth, parse_list
 from kairos_curate.data.scenario import load_scenario
 from kairos_curate.io import atomic_path, load_embeddings, write_json
 
-__all__ = ["aligned_embeddings", "parse_bandwidth", "run"]
-
-
-def parse_bandwidth(value: Any) -> float | str:
-    """``"median"`` or a positive number."""
-    if isinstance(value, str) and value.strip().lower() == "median":
-        return "median"
-    try:
-        sigma = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"value.bandwidth must be 'median' or a positive number, got {value!r}") from None
-    if not sigma > 0:
-        raise ValueError(f"value.bandwidth must be positive, got {sigma}")
-    return sigma
+__all__ = ["aligned_embeddings", "run"]
 
 
 def aligned_embeddings(path: Path, ids: np.ndarray) -> np.ndarray:
@@ -72,7 +59,7 @@ def _value_pool(params: dict[str, Any], base: Path, embedding_name: str, suffix:
     seed = int(params["seed"])
 
     start = time.perf_counter()
-    result = kairos_values(pool_x, ref_x, parse_bandwidth(params["bandwidth"]),
+    result = kairos_values(pool_x, ref_x, parse_bandwidth(params["bandwidth"], "value.bandwidth"),
                            pool_labels=pool["label"].to_numpy(), reference_labels=ref["label"].to_numpy(),
                            label_mode=label_mode, lam=float(params["lam"]), seed=seed, progress=progress)
     value_seconds = time.perf_counter() - start
