@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_target_gib": 1.0,
         "memory_method": mem.method,
         "bandwidth": res.bandwidth,
-        "tile": res.extra.get("tile"),
+        "tile": res.info.get("tile"),
         "input_bytes": data["pool"].nbytes + data["ref"].nbytes,
     }
     print(

@@ -1,6 +1,6 @@
 """Runtime scaling of every valuation method with the pool size N (one log-log plot).
 
-Each method of :data:`kairos_curate.baselines.METHODS` (plus ``kairos_rff``, the random
+Each method of :data:`kairos_curate.valuation.METHODS` (plus ``kairos_rff``, the random
 Fourier feature approximation of KAIROS with D = 2048) is timed on pools of growing size
 ``N = n_min, 2 n_min, 4 n_min, ...`` up to ``--n-max`` (default 256,000, which keeps the float64
 copies of a 1280-d pool under ~3 GB; the poster's iNaturalist 2021 pool of 2.7M is reached by
@@ -81,9 +81,8 @@ def main() -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from kairos_curate.baselines import METHODS, ValuationInputs, run_method
     from kairos_curate.io import atomic_path, write_json
-    from kairos_curate.valuation import rff_kairos_values
+    from kairos_curate.valuation import METHODS, ValuationInputs, rff_kairos_values, value
 
     torch.set_num_threads(args.threads)
     names = [m for m in args.methods.split(",") if m] or [*METHODS, "kairos_rff"]
@@ -104,7 +103,7 @@ def main() -> int:
                     if name == "kairos_rff":
                         rff_kairos_values(pool, ref, "median", n_features=2048, device="cpu")
                     else:
-                        run_method(name, ValuationInputs(pool, y, ref, y_ref, seed=0))
+                        value(name, ValuationInputs(pool, y, ref, y_ref, seed=0))
                     best = min(best, time.perf_counter() - t0)
                 rows.append({"method": name, "n": n, "seconds": best})
                 print(f"{name:26s} N={n:>8d} {best:8.2f} s", flush=True)

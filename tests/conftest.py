@@ -23,19 +23,20 @@ requires_fashion_mnist = pytest.mark.skipif(
     reason="Fashion-MNIST not installed (run `make setup`)",
 )
 
+#: A small ``scenario.fashion_mnist`` section (YAML types, as params.yaml holds them).
 SMALL_SCENARIO = dict(
-    task_classes="0,1,3,5,7,8",
-    offtask_classes="2,4,6,9",
-    offtask_labels="2:0,4:3,6:0,9:7",
+    task_classes=[0, 1, 3, 5, 7, 8],
+    offtask_classes=[2, 4, 6, 9],
+    offtask_labels={2: 0, 4: 3, 6: 0, 9: 7},
     pool_per_task_class=40,
     pool_per_offtask_class=20,
     reference_per_class=10,
     test_per_class=15,
     pixel_noise_fraction=0.15,
-    pixel_noise_severities="0.5,1,3",
+    pixel_noise_severities=[0.5, 1, 3],
     label_flip_fraction=0.1,
     seed=3,
-    fashion_mnist_dir="default",
+    fashion_mnist_dir=None,
 )
 
 
@@ -57,3 +58,33 @@ def copy_project(dest: Path) -> None:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
     (dest / "data" / "raw").mkdir(parents=True)
     shutil.copy2(ROOT / "data" / "raw" / "README.md", dest / "data" / "raw" / "README.md")
+
+
+@pytest.fixture
+def builder_and_calls():
+    """A :class:`VariantBuilder` over :func:`synthetic_scenario`, its embed calls, the scenario."""
+    import numpy as np
+
+    from kairos_curate.data.variants import VariantBuilder
+
+    from .fake_datasets import stand_in_features, synthetic_scenario
+
+    sc = synthetic_scenario()
+    calls: list[np.ndarray] = []
+
+    def embed(ids: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        calls.append(np.asarray(ids))
+        return stand_in_features(pixels)
+
+    split = {s: sc.split_mask(s) for s in ("pool", "reference", "test")}
+    feats = stand_in_features(sc.pixels)
+    builder = VariantBuilder(
+        sc,
+        feats[split["pool"]],
+        feats[split["reference"]],
+        feats[split["test"]],
+        embed,
+        base_size=90,
+        noise_fraction=0.2,
+    )
+    return builder, calls, sc

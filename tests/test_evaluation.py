@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
@@ -13,6 +14,9 @@ from kairos_curate.evaluation import (
     detection_curve,
     detection_metrics,
     mean_std,
+    probe_metrics,
+    removal_curve,
+    winner_table,
 )
 
 
@@ -70,3 +74,44 @@ def test_classification_metrics_by_hand():
 def test_mean_std_uses_sample_std():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_std([4.0]) == (4.0, 0.0)
+
+
+def test_probe_metrics_on_separable_data_and_single_class():
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(-3, 0.3, size=(20, 2)), rng.normal(3, 0.3, size=(20, 2))]
+    y = np.repeat([0, 1], 20)
+    assert probe_metrics(x, y, x, y, 2)["accuracy"] == 1.0
+    single = probe_metrics(x[:20], y[:20], x, y, 2)
+    assert single["accuracy"] == pytest.approx(0.5)
+
+
+def test_removal_curve_removes_the_right_rows():
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(-3, 0.3, size=(20, 2)), rng.normal(3, 0.3, size=(20, 2))]
+    y = np.repeat([0, 1], 20)
+    values = np.r_[np.zeros(20), np.ones(20)]  # class 1 most valuable
+    high = removal_curve(values, x, y, x, y, [0.0, 0.5], 2, remove="high")
+    low = removal_curve(values, x, y, x, y, [0.0, 0.5], 2, remove="low")
+    assert [r["n_kept"] for r in high] == [40, 20]
+    assert high[0]["accuracy"] == 1.0
+    assert high[1]["accuracy"] == pytest.approx(0.5) and low[1]["accuracy"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="remove"):
+        removal_curve(values, x, y, x, y, [0.1], 2, remove="middle")
+
+
+def test_winner_table_matches_brute_force():
+    frame = pd.DataFrame(
+        {
+            "setting": ["a"] * 3 + ["b"] * 3,
+            "method": ["kairos_feature", "lava", "knn_shapley"] * 2,
+            "auroc_mean": [0.9, 0.8, 0.7, 0.6, 0.95, 0.5],
+            "auroc_std": 0.01,
+        }
+    )
+    table = winner_table(frame).set_index("setting")
+    assert table.loc["a", "winner"] == "kairos_feature" and table.loc[
+        "a", "margin"
+    ] == pytest.approx(0.1)
+    assert table.loc["b", "winner"] == "lava" and table.loc[
+        "b", "kairos_minus_other"
+    ] == pytest.approx(-0.35)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kairos_curate.data.sources import ImageSource
 from kairos_curate.io import atomic_path

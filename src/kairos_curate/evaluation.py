@@ -157,7 +157,7 @@ def removal_curve(values: np.ndarray, train_x: np.ndarray, train_y: np.ndarray, 
 
 
 def winner_table(summary: Any, *, group: str = "setting", metric: str = "auroc_mean", std: str | None = "auroc_std",
-                 contenders: Any = None, family_prefix: str = "kairos_") -> Any:
+                 contenders: Any = None, family: Any = None) -> Any:
     """Per group (e.g. noise setting): the best method, the runner-up, and how KAIROS fares.
 
     Args:
@@ -166,7 +166,9 @@ def winner_table(summary: Any, *, group: str = "setting", metric: str = "auroc_m
         metric: higher-is-better column that decides the winner.
         std: its spread column (reported alongside; ``None`` to skip).
         contenders: methods to consider (default: all in ``summary``).
-        family_prefix: methods whose name starts with it form the "KAIROS" family.
+        family: method -> family (``"kairos"`` or ``"baseline"``, see
+            :attr:`kairos_curate.valuation.ValuationMethod.family`); default: every method's
+            registered family.
 
     Returns:
         DataFrame with one row per group: ``winner``, ``winner_score``, ``runner_up``,
@@ -176,6 +178,10 @@ def winner_table(summary: Any, *, group: str = "setting", metric: str = "auroc_m
     import pandas as pd
 
     frame = summary if contenders is None else summary[summary["method"].isin(list(contenders))]
+    if family is None:
+        from kairos_curate.valuation import METHODS
+
+        family = {name: cls.family for name, cls in METHODS.items()}
     rows = []
     for key, grp in frame.groupby(group, sort=False):
         ranked = grp.sort_values(metric, ascending=False, kind="stable")
@@ -183,8 +189,9 @@ def winner_table(summary: Any, *, group: str = "setting", metric: str = "auroc_m
             continue
         first = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        fam = ranked[ranked["method"].str.startswith(family_prefix)]
-        other = ranked[~ranked["method"].str.startswith(family_prefix)]
+        is_kairos = ranked["method"].map(lambda m: family.get(m) == "kairos").to_numpy(dtype=bool)
+        fam = ranked[is_kairos]
+        other = ranked[~is_kairos]
         row: dict[str, Any] = {group: key, "winner": first["method"], "winner_score": float(first[metric])}
         if std is not None:
             row["winner_std"] = float(first[std])

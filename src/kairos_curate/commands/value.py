@@ -1,6 +1,6 @@
 """``kairos-curate value``: value a pool of embeddings against a reference with KAIROS.
 
-Writes the per-sample table (``KairosResult.to_frame``: b, a, feature_term, label_term, value,
+Writes the per-sample table (``ValuationResult.to_frame``: b, a, feature_term, label_term, value,
 loo, rank, keyed by id) and, with ``--top-k``/``--top-frac``, a selection JSON next to it
 (``<out stem>.selection.json``) whose class histogram and warnings are also printed.
 """
@@ -183,7 +183,8 @@ def read_labels(path: Path, ids: np.ndarray, option: str) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kairos-curate value``."""
     from kairos_curate.io import atomic_path, load_embeddings, write_json
-    from kairos_curate.valuation import kairos_values, select
+    from kairos_curate.selection import select
+    from kairos_curate.valuation import kairos_values
 
     bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
     out: Path = args.out
@@ -236,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import warnings
 
+    policy_params = {"drop_fraction": args.drop_fraction} if args.policy == "herding" else {}
+    if args.policy != "herding" and args.drop_fraction:
+        raise ValueError(f"--drop-fraction applies to --policy herding only, not {args.policy}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # printed below from the result
         sel = select(
@@ -248,10 +252,10 @@ def run(args: argparse.Namespace) -> int:
             reference_labels=ref_labels,
             embeddings=pool,
             reference=reference,
-            drop_fraction=args.drop_fraction,
             min_class_share=args.min_class_share,
             device=args.device,
             seed=args.seed,
+            **policy_params,
         )
     sel_path = out.with_name(out.stem + ".selection.json")
     payload = sel.to_dict()

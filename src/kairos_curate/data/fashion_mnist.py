@@ -80,7 +80,7 @@ def load_fashion_mnist(split: str, root: str | os.PathLike[str] | None = None) -
             raise FileNotFoundError(
                 f"Fashion-MNIST file {path} not found. Install the offline default images with "
                 "`make setup` (it runs `apt-get install dataset-fashion-mnist`), or point "
-                "`scenario.fashion_mnist_dir` in params.yaml (or $KAIROS_FASHION_MNIST_DIR) at a "
+                "`scenario.fashion_mnist.fashion_mnist_dir` in params.yaml (or $KAIROS_FASHION_MNIST_DIR) at a "
                 "folder holding the four *-ubyte.gz files."
             )
     pixels = _read_idx(image_file, 0x00000803)

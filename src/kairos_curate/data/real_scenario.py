@@ -26,15 +26,13 @@ Relative dataset paths are resolved against the project root.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kairos_curate.config import none_if_default, parse_bool, parse_list
 from kairos_curate.data import corruptions
 from kairos_curate.data.adapters import LoadedDataset, class_overlap, load_taxonomy
 from kairos_curate.data.inaturalist import load_inaturalist, load_inaturalist_table
@@ -42,100 +40,18 @@ from kairos_curate.data.insects import load_insects
 from kairos_curate.data.scenario import (
     Scenario,
     _unique_content,
-    check_shared_fields,
     file_hashes,
     inject_pool_problems,
     noise_files,
     write_png,
 )
+from kairos_curate.data.scenario_config import OFFTASK_LABEL_MODES, RealScenarioConfig
 from kairos_curate.data.sources import image_arrays
 
 __all__ = ["OFFTASK_LABEL_MODES", "RealScenarioConfig", "build_real_scenario"]
 
-OFFTASK_LABEL_MODES = ("random", "drop")
-
 #: Pool images sampled (seeded) to estimate the pixel std that is the unit of noise severity.
 UNIT_SAMPLE = 256
-
-
-@dataclass(frozen=True)
-class RealScenarioConfig:
-    """Parameters of the real-data scenario (``scenario.*`` with ``source: inaturalist``).
-
-    Attributes:
-        inat_root: folder of the official iNaturalist 2021 layout (``<split>.json`` and
-            ``<split>/``); ignored when ``inat_table`` is set.
-        inat_split: the split name (``train``, ``train_mini``, ``val``).
-        inat_table: an exported table (CSV/TSV/Parquet with image paths + species) instead of
-            the folder layout; relative image paths resolve against the table's folder.
-        insects_root: the Insects Image Dataset (one folder per class).
-        insects_split: optional sub-folder of ``insects_root`` holding the class folders.
-        taxonomy: species -> category mapping YAML (``None``: the packaged one).
-        pool_size: pool images kept, a seeded sample (0 = every usable image).
-        offtask_label: ``random`` (off-task images carry a uniformly drawn task label) or
-            ``drop`` (they stay out of the pool).
-        reference_per_class: clean reference images per task class.
-        test_per_class: clean test images per task class (never in the reference).
-        pixel_noise_fraction, pixel_noise_severities, label_flip_fraction: synthetic pool
-            problems, as in the default scenario (0 = the real pool as it is).
-        verify: decode every image first and skip unreadable ones (slow on the full dataset;
-            a broken file otherwise fails later, in the embedding stage, naming the file).
-        seed: seed of every random choice.
-    """
-
-    inat_root: str | None = "data/raw/inaturalist"
-    inat_split: str = "train"
-    inat_table: str | None = None
-    insects_root: str = "data/raw/insects"
-    insects_split: str | None = None
-    taxonomy: str | None = None
-    pool_size: int = 0
-    offtask_label: str = "random"
-    reference_per_class: int = 40
-    test_per_class: int = 300
-    pixel_noise_fraction: float = 0.0
-    pixel_noise_severities: tuple[float, ...] = (3.0, 6.0, 9.0)
-    label_flip_fraction: float = 0.0
-    verify: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.offtask_label not in OFFTASK_LABEL_MODES:
-            raise ValueError(f"scenario.offtask_label must be one of {OFFTASK_LABEL_MODES}; "
-                             f"got {self.offtask_label!r}")
-        if self.inat_root is None and self.inat_table is None:
-            raise ValueError("set scenario.inat_root (official layout) or scenario.inat_table (exported table)")
-        if self.pool_size < 0:
-            raise ValueError("scenario.pool_size must be >= 0 (0 = all)")
-        check_shared_fields(self)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> RealScenarioConfig:
-        """Build from ``scenario`` parameters (strings as DVC passes them; ``"none"`` = unset).
-
-        Unknown keys are rejected so that a typo does not pass silently.
-        """
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown scenario parameter(s) {sorted(unknown)} for source inaturalist; "
-                             f"known: {sorted(known)}")
-        kwargs = dict(params)
-        for name in ("inat_root", "inat_table", "insects_split", "taxonomy"):
-            if name in kwargs:
-                kwargs[name] = none_if_default(kwargs[name])
-        if "pixel_noise_severities" in kwargs:
-            kwargs["pixel_noise_severities"] = tuple(
-                parse_list(kwargs["pixel_noise_severities"], float, "scenario.pixel_noise_severities"))
-        if "verify" in kwargs:
-            kwargs["verify"] = parse_bool(kwargs["verify"], "scenario.verify")
-        for name in ("pool_size", "reference_per_class", "test_per_class", "seed"):
-            if name in kwargs:
-                kwargs[name] = int(kwargs[name])
-        for name in ("pixel_noise_fraction", "label_flip_fraction"):
-            if name in kwargs:
-                kwargs[name] = float(kwargs[name])
-        return cls(**kwargs)
 
 
 def _resolve(path: str, root: Path, param: str, what: str) -> Path:
@@ -143,8 +59,8 @@ def _resolve(path: str, root: Path, param: str, what: str) -> Path:
     p = p if p.is_absolute() else root / p
     if not p.exists():
         raise FileNotFoundError(
-            f"scenario.{param}: {what} {p} does not exist; put the data there (see the README, "
-            f"'Poster-scale configuration') or point scenario.{param} at it")
+            f"scenario.inaturalist.{param}: {what} {p} does not exist; put the data there (see the README, "
+            f"'Poster-scale configuration') or point scenario.inaturalist.{param} at it")
     return p
 
 
@@ -195,7 +111,7 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
         if cand.size < need:
             raise ValueError(
                 f"Insects class {name!r} has {cand.size} distinct images in {insects_root} but "
-                f"scenario.reference_per_class + scenario.test_per_class = {need}; lower them")
+                f"scenario.inaturalist.reference_per_class + scenario.inaturalist.test_per_class = {need}; lower them")
         chosen = rng.permutation(cand)[:need]
         ref_rows.append(np.sort(chosen[: config.reference_per_class]))
         test_rows.append(np.sort(chosen[config.reference_per_class:]))
@@ -220,7 +136,7 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
         rows = np.sort(rng.choice(rows, size=config.pool_size, replace=False))
     if rows.size == 0:
         raise ValueError("the iNaturalist pool is empty after mapping species to the reference's classes "
-                         f"{class_names}; check the taxonomy mapping and scenario.offtask_label")
+                         f"{class_names}; check the taxonomy mapping and scenario.inaturalist.offtask_label")
     pool_hashes = file_hashes([pool_ds.images.paths[i] for i in rows], progress=progress,
                               desc="hashing pool files")
     leaked = np.isin(pool_hashes, list(held_out))

@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from kairos_curate.config import none_if_default, parse_list, parse_map
 from kairos_curate.data import corruptions
 from kairos_curate.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
+from kairos_curate.data.scenario_config import ScenarioConfig
 from kairos_curate.data.sources import ArrayImageSource, FileImageSource, ImageSource, image_arrays
 from kairos_curate.io import atomic_path, write_json
 
@@ -42,105 +42,14 @@ __all__ = [
     "ScenarioConfig",
     "add_pool_noise",
     "build_scenario",
+    "changed_rows",
+    "check_no_leakage",
     "load_pool_variant",
     "load_scenario",
     "pixel_hashes",
 ]
 
 SPLITS = ("pool", "reference", "test")
-
-
-def check_shared_fields(config: Any) -> None:
-    """Checks of the ``scenario`` keys that both sources (Fashion-MNIST, iNaturalist) share."""
-    for name in ("reference_per_class", "test_per_class"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"scenario.{name} must be >= 1")
-    for name in ("pixel_noise_fraction", "label_flip_fraction"):
-        if not 0.0 <= getattr(config, name) <= 1.0:
-            raise ValueError(f"scenario.{name} must be in [0, 1]")
-    if config.pixel_noise_fraction > 0 and not config.pixel_noise_severities:
-        raise ValueError("scenario.pixel_noise_severities is empty but pixel_noise_fraction > 0")
-
-
-@dataclass(frozen=True)
-class ScenarioConfig:
-    """Parameters of the default scenario (the ``scenario`` section of ``params.yaml``).
-
-    Attributes:
-        task_classes: Fashion-MNIST class indices that form the task.
-        offtask_classes: classes whose images enter the pool as off-task samples.
-        offtask_labels: for each off-task class, the task class whose label it carries in the
-            pool (a wrong but plausible label). Keys and values are Fashion-MNIST indices.
-        pool_per_task_class: pool images drawn per task class.
-        pool_per_offtask_class: pool images drawn per off-task class.
-        reference_per_class: clean reference images per task class.
-        test_per_class: clean test images per task class (from the ``t10k`` split).
-        pixel_noise_fraction: fraction of pool images that get Gaussian pixel noise.
-        pixel_noise_severities: noise levels in units of the clean pool's pixel std; the noisy
-            images are split evenly across them.
-        label_flip_fraction: fraction of the pool's on-task images whose label is flipped
-            uniformly to another task class (drawn among images without pixel noise).
-        seed: seed of every random choice in the scenario.
-        fashion_mnist_dir: folder with the IDX files (``None``: the Debian package's folder).
-    """
-
-    task_classes: tuple[int, ...] = (0, 1, 3, 5, 7, 8)
-    offtask_classes: tuple[int, ...] = (2, 4, 6, 9)
-    offtask_labels: Mapping[int, int] = field(default_factory=lambda: {2: 0, 4: 3, 6: 0, 9: 7})
-    pool_per_task_class: int = 500
-    pool_per_offtask_class: int = 300
-    reference_per_class: int = 40
-    test_per_class: int = 300
-    pixel_noise_fraction: float = 0.1
-    pixel_noise_severities: tuple[float, ...] = (0.5, 1.0, 3.0)
-    label_flip_fraction: float = 0.1
-    seed: int = 0
-    fashion_mnist_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        task, off = set(self.task_classes), set(self.offtask_classes)
-        if len(task) < 2:
-            raise ValueError("scenario.task_classes needs at least two classes")
-        if task & off:
-            raise ValueError(f"classes {sorted(task & off)} are both task and off-task")
-        if not task.union(off) <= set(range(len(CLASS_NAMES))):
-            raise ValueError(f"Fashion-MNIST classes are 0..{len(CLASS_NAMES) - 1}")
-        offtask_labels = {int(k): int(v) for k, v in self.offtask_labels.items()}
-        missing = off - set(offtask_labels)
-        if missing:
-            raise ValueError(f"scenario.offtask_labels has no task label for off-task classes {sorted(missing)}")
-        if not set(offtask_labels.values()) <= task:
-            raise ValueError("scenario.offtask_labels must map to task classes")
-        object.__setattr__(self, "offtask_labels", offtask_labels)
-        if self.pool_per_task_class < 1:
-            raise ValueError("scenario.pool_per_task_class must be >= 1")
-        if self.pool_per_offtask_class < 0:
-            raise ValueError("scenario.pool_per_offtask_class must be >= 0")
-        check_shared_fields(self)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> ScenarioConfig:
-        """Build from the ``scenario`` section of ``params.yaml`` (or the notebook's parameters).
-
-        Lists may be comma-separated strings (``"0,1,3"``), maps ``"2:0,4:3"``; unknown keys
-        are rejected so that a typo in ``params.yaml`` does not pass silently.
-        """
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown scenario parameter(s) {sorted(unknown)}; known: {sorted(known)}")
-        kwargs = dict(params)
-        for name in ("task_classes", "offtask_classes"):
-            if name in kwargs:
-                kwargs[name] = tuple(parse_list(kwargs[name], int, f"scenario.{name}"))
-        if "pixel_noise_severities" in kwargs:
-            kwargs["pixel_noise_severities"] = tuple(
-                parse_list(kwargs["pixel_noise_severities"], float, "scenario.pixel_noise_severities"))
-        if "offtask_labels" in kwargs:
-            kwargs["offtask_labels"] = parse_map(kwargs["offtask_labels"], int, int, "scenario.offtask_labels")
-        if "fashion_mnist_dir" in kwargs:
-            kwargs["fashion_mnist_dir"] = none_if_default(kwargs["fashion_mnist_dir"])
-        return cls(**kwargs)
 
 
 @dataclass
@@ -292,7 +201,7 @@ def fit_thumbnail(image: Image.Image, size: int) -> np.ndarray:
 
 def file_hashes(paths: Sequence[str | Path], progress: bool = False, desc: str = "hashing files") -> np.ndarray:
     """SHA-1 of each file's bytes (exact copies of an image share it whatever their names)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return np.asarray([hashlib.sha1(Path(p).read_bytes()).hexdigest()
                        for p in tqdm(paths, desc=desc, disable=not progress, unit="file")])
@@ -607,3 +516,30 @@ def class_counts(scenario: Scenario) -> pd.DataFrame:
 def ids_of(scenario: Scenario, split: str) -> Sequence[str]:
     """Ids of ``split`` in row order."""
     return scenario.table(split)["id"].tolist()
+
+
+def check_no_leakage(scenario: Scenario) -> None:
+    """Raise if two of pool, reference and test share an id or an image (by content hash)."""
+    pairs = (("test", "pool"), ("test", "reference"), ("reference", "pool"))
+    ids = {split: set(scenario.table(split)["id"]) for split in ("pool", "reference", "test")}
+    for a, b in pairs:
+        if ids[a] & ids[b]:
+            raise RuntimeError(f"leakage: {len(ids[a] & ids[b])} ids in both {a} and {b}, "
+                               f"e.g. {sorted(ids[a] & ids[b])[:3]}")
+    hashes = {split: set(scenario.content_hashes(split).tolist()) for split in ("pool", "reference", "test")}
+    for a, b in pairs:
+        if hashes[a] & hashes[b]:
+            raise RuntimeError(f"leakage: {len(hashes[a] & hashes[b])} image(s) appear (by content hash) "
+                               f"in both {a} and {b}")
+
+
+def changed_rows(pool: ImageSource, variant: ImageSource) -> np.ndarray:
+    """Rows whose image differs between the pool and a variant of it (same ids, same order)."""
+    if isinstance(pool, ArrayImageSource) and isinstance(variant, ArrayImageSource):
+        return np.flatnonzero((variant.pixels != pool.pixels).reshape(len(pool), -1).any(axis=1))
+    if isinstance(pool, FileImageSource) and isinstance(variant, FileImageSource):
+        # A variant points unchanged rows at the pool's own files; compare bytes only where not.
+        return np.asarray([i for i, (a, b) in enumerate(zip(pool.paths, variant.paths, strict=True))
+                           if a != b and pool.content_hash(i) != variant.content_hash(i)], dtype=np.int64)
+    return np.asarray([i for i in range(len(pool)) if pool.content_hash(i) != variant.content_hash(i)],
+                      dtype=np.int64)

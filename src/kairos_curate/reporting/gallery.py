@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kairos_curate.data.sources import ImageSource
 from kairos_curate.io import atomic_write

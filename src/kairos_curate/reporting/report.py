@@ -1,18 +1,19 @@
-"""The capstone report: one self-contained HTML file (figures inlined) and a Markdown twin.
+"""The report document: sections of blocks, rendered through Jinja2 templates to HTML and Markdown.
 
-Everything in it is read from the pipeline's metrics, tables and figures; nothing is typed by
-hand. A provenance block records the git revision, a hash of ``params.yaml``, the date, the
-hardware and each stage's wall time (from the rendered notebooks' papermill metadata).
+The content (which sections, which numbers) is built elsewhere (:mod:`.capstone`); this module
+only knows how blocks look. The HTML is one self-contained file (figures inlined as base64 PNG);
+the Markdown twin links the figure files. Block types of a :class:`Section`:
 
-Blocks of a :class:`Section`:
-
-* ``str`` - a paragraph (may hold inline HTML; tags are stripped in Markdown);
+* ``str`` - a paragraph in the inline markup of :mod:`kairos_curate.study.verdicts`: ``code``
+  in backticks, **bold**, and ``[text](href)`` links;
 * :class:`pandas.DataFrame` - a table;
-* :class:`Figure` or :class:`pathlib.Path` - a PNG figure (inlined as base64 in HTML); a missing
-  file becomes a note saying which stage makes it;
-* :class:`Callout` - a highlighted box (the key results), a block quote in Markdown;
-* :class:`Note` - a warning paragraph (missing optional inputs);
-* ``list`` of ``str`` - a bulleted list.
+* :class:`Figure` (or a :class:`pathlib.Path`) - a PNG; a missing file becomes a note naming the
+  stage that makes it;
+* :class:`Callout` - the highlighted key-results box; :class:`Note` - a warning paragraph;
+* :class:`Flow` - the pipeline as boxes; ``list`` of ``str`` - a bulleted list.
+
+A provenance block records the git revision, a hash of ``params.yaml``, the date, the hardware
+and each stage's wall time (from the rendered notebooks' papermill metadata).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import platform
 import re
 import subprocess
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,43 +38,23 @@ from kairos_curate.config import PATHS
 from kairos_curate.io import atomic_write
 
 __all__ = [
-    "STAGES",
+    "NOTEBOOK_STAGE",
     "Callout",
     "Figure",
+    "Flow",
     "Note",
     "Report",
     "Section",
+    "inline_html",
+    "inline_markdown",
     "load_metrics",
     "provenance",
     "stage_wall_times",
 ]
 
-STAGES = ("01_eda", "02_embed", "03_value", "04_benchmark", "05_finetune", "06_report")
-#: DVC stage that renders each notebook (and writes ``reports/figures/<notebook>/``).
-NOTEBOOK_STAGE = {"01_eda": "prepare", "02_embed": "embed", "03_value": "value", "04_benchmark": "benchmark",
+#: Rendered notebook -> the DVC stage that renders it (and writes ``reports/figures/<notebook>/``).
+NOTEBOOK_STAGE = {"01_prepare": "prepare", "02_embed": "embed", "03_value": "value", "04_compare": "compare",
                   "05_finetune": "finetune", "06_report": "report"}
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:0 auto;
-padding:0 1em 2em;color:#1f2328;line-height:1.5}
-h1{border-bottom:3px solid #2f6f4f;padding-bottom:.2em;margin:.6em 0 .2em;font-size:1.8em}
-h2{color:#2f6f4f;margin-top:2em}.subtitle{color:#57606a;margin:0 0 .8em;font-size:.95em}
-table{border-collapse:collapse;margin:1em 0;font-size:.88em}th,td{border:1px solid #d0d7de;padding:3px 8px;
-text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}
-td:nth-child(2):not(:only-child){text-align:left}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#57606a}
-.note{background:#fff8e6;border-left:4px solid #d29922;padding:.5em 1em}
-.callout{border-radius:8px;padding:.6em 1.2em;margin:.6em 0 1em;border:2px solid}
-.callout h3{margin:.2em 0 .4em;font-size:1.15em}.callout ul{margin:.2em 0;padding-left:1.2em}
-.callout .headline{font-size:1.1em;font-weight:600;margin:.2em 0 .4em}
-.good{background:#eefbf3;border-color:#2f6f4f}.mixed{background:#fff8e6;border-color:#d29922}
-.bad{background:#fff1f0;border-color:#cf222e}.info{background:#f6f8fa;border-color:#d0d7de}
-nav.toc{font-size:.88em;columns:2;background:#f6f8fa;padding:.4em 1em .4em 2em;border-radius:6px}
-nav.toc ol{margin:0}.flow{display:flex;flex-wrap:wrap;gap:.4em;align-items:stretch;margin:1em 0}
-.flow div{border:1px solid #2f6f4f;border-radius:6px;padding:.3em .6em;font-size:.85em;background:#f3fbf6;
-max-width:175px}.flow div b{display:block;color:#2f6f4f}.flow span{align-self:center;color:#2f6f4f}
-code{background:#f6f8fa;padding:0 3px}
-"""
 
 
 @dataclass
@@ -86,10 +68,8 @@ class Figure:
 
 @dataclass
 class Callout:
-    """A highlighted box: a title, a headline sentence and bullet lines; ``tone`` picks the colour.
-
-    ``tone`` is ``"good"``, ``"mixed"``, ``"bad"`` or ``"info"``.
-    """
+    """A highlighted box: a title, a headline sentence and bullet lines; ``tone`` picks the colour
+    (``good``, ``mixed``, ``bad`` or ``info``)."""
 
     title: str
     headline: str
@@ -105,6 +85,13 @@ class Note:
 
 
 @dataclass
+class Flow:
+    """The pipeline as a row of boxes: ``(name, text)`` per step."""
+
+    steps: list[tuple[str, str]]
+
+
+@dataclass
 class Section:
     """A report section: a title and blocks (see the module docs for the block types)."""
 
@@ -115,6 +102,24 @@ class Section:
     def anchor(self) -> str:
         """The HTML id of the section heading."""
         return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def inline_html(text: str) -> str:
+    """The inline markup as HTML (escaped first: text never injects markup of its own)."""
+    out = html.escape(str(text), quote=False)
+    out = _CODE.sub(r"<code>\1</code>", out)
+    out = _BOLD.sub(r"<b>\1</b>", out)
+    return _LINK.sub(lambda m: f"<a href='{html.escape(m.group(2))}'>{m.group(1)}</a>", out)
+
+
+def inline_markdown(text: str) -> str:
+    """The inline markup is Markdown already."""
+    return str(text)
 
 
 def _figure_stage(path: Path) -> str | None:
@@ -130,95 +135,94 @@ def _short(path: Path) -> str:
     return path.as_posix()
 
 
+def _table_markdown(frame: pd.DataFrame) -> str:
+    try:
+        return str(frame.to_markdown(index=False, floatfmt=".3f"))
+    except ImportError:  # tabulate missing
+        return frame.to_string(index=False)
+
+
+@cache
+def _environment() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("kairos_curate.reporting", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["inline"] = lambda text: __import__("markupsafe").Markup(inline_html(text))
+    return env
+
+
+@cache
+def _markdown_environment() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(loader=PackageLoader("kairos_curate.reporting", "templates"), autoescape=False,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def _block(block: Any, fmt: str, figure_root: Path | None) -> dict[str, Any]:
+    """A block as the template sees it: ``kind`` plus what that kind needs."""
+    if isinstance(block, pd.DataFrame):
+        if fmt == "html":
+            return {"kind": "table", "html": block.to_html(index=False, border=0, escape=True,
+                                                           float_format=lambda v: f"{v:.3f}")}
+        return {"kind": "table", "markdown": _table_markdown(block)}
+    if isinstance(block, Path):
+        block = Figure(block)
+    if isinstance(block, Figure):
+        caption = block.caption or block.path.stem.replace("_", " ")
+        if not block.path.exists():
+            return {"kind": "missing_figure", "path": _short(block.path),
+                    "stage": block.stage or _figure_stage(block.path)}
+        if fmt == "html":
+            return {"kind": "figure", "caption": caption,
+                    "data": base64.b64encode(block.path.read_bytes()).decode()}
+        rel = Path(os.path.relpath(block.path, figure_root)).as_posix() if figure_root else block.path.as_posix()
+        return {"kind": "figure", "caption": caption, "href": rel}
+    if isinstance(block, Callout):
+        return {"kind": "callout", "title": block.title, "headline": block.headline, "lines": block.lines,
+                "tone": block.tone}
+    if isinstance(block, Note):
+        return {"kind": "note", "text": block.text}
+    if isinstance(block, Flow):
+        return {"kind": "flow", "steps": block.steps}
+    if isinstance(block, list):
+        return {"kind": "list", "entries": [str(item) for item in block]}
+    return {"kind": "paragraph", "text": str(block)}
+
+
 @dataclass
 class Report:
     """Sections rendered to HTML (self-contained) and Markdown.
 
-    ``lead`` blocks are shown before the table of contents (the first screen): a subtitle
-    string and the key-results :class:`Callout`.
+    ``subtitle`` and the ``lead`` blocks (the key-results :class:`Callout`) come before the table
+    of contents, on the first screen.
     """
 
     title: str
     sections: list[Section] = field(default_factory=list)
     lead: list[Any] = field(default_factory=list)
+    subtitle: str = ""
 
-    def _html_block(self, block: Any) -> str:
-        if isinstance(block, pd.DataFrame):
-            return str(block.to_html(index=False, border=0, escape=True, float_format=lambda v: f"{v:.3f}"))
-        if isinstance(block, Path):
-            block = Figure(block)
-        if isinstance(block, Figure):
-            caption = block.caption or block.path.stem.replace("_", " ")
-            if block.path.exists():
-                data = base64.b64encode(block.path.read_bytes()).decode()
-                return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-            stage = block.stage or _figure_stage(block.path)
-            hint = f"; run <code>dvc repro {stage}</code>" if stage else ""
-            return f"<p class='note'>Figure <code>{html.escape(_short(block.path))}</code> was not produced{hint}.</p>"
-        if isinstance(block, Callout):
-            items = "".join(f"<li>{line}</li>" for line in block.lines)
-            return (f"<div class='callout {block.tone}' id='key-results'><h3>{html.escape(block.title)}</h3>"
-                    f"<div class='headline'>{block.headline}</div><ul>{items}</ul></div>")
-        if isinstance(block, Note):
-            return f"<p class='note'>{block.text}</p>"
-        if isinstance(block, list):
-            return "<ul>" + "".join(f"<li>{item}</li>" for item in block) + "</ul>"
-        text = str(block)
-        return text if text.startswith("<div") else f"<p>{text}</p>"
+    def _context(self, fmt: str, figure_root: Path | None) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "subtitle": self.subtitle,
+            "lead": [_block(b, fmt, figure_root) for b in self.lead],
+            "sections": [{"title": s.title, "anchor": s.anchor,
+                          "blocks": [_block(b, fmt, figure_root) for b in s.blocks]} for s in self.sections],
+        }
 
     def to_html(self) -> str:
-        """Render as one HTML document with figures inlined as base64 PNG."""
-        parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-                 f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
-                 f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-                 f"<h1>{html.escape(self.title)}</h1>"]
-        for i, block in enumerate(self.lead):
-            if i == 0 and isinstance(block, str):
-                parts.append(f"<p class='subtitle'>{block}</p>")
-            else:
-                parts.append(self._html_block(block))
-        if self.sections:
-            links = "".join(f"<li><a href='#{s.anchor}'>{html.escape(s.title)}</a></li>" for s in self.sections)
-            parts.append(f"<nav class='toc'><ol>{links}</ol></nav>")
-        for section in self.sections:
-            parts.append(f"<h2 id='{section.anchor}'>{html.escape(section.title)}</h2>")
-            parts.extend(self._html_block(block) for block in section.blocks)
-        parts.append("</body></html>")
-        return "\n".join(parts)
+        """One HTML document with figures inlined as base64 PNG."""
+        from importlib.resources import files
 
-    def _md_block(self, block: Any, figure_root: Path) -> str:
-        if isinstance(block, pd.DataFrame):
-            return str(block.to_markdown(index=False, floatfmt=".3f")) if _has_tabulate() else block.to_string(index=False)
-        if isinstance(block, Path):
-            block = Figure(block)
-        if isinstance(block, Figure):
-            caption = block.caption or block.path.stem.replace("_", " ")
-            if not block.path.exists():
-                stage = block.stage or _figure_stage(block.path)
-                return f"> **Note:** figure `{_short(block.path)}` was not produced" + (
-                    f"; run `dvc repro {stage}`." if stage else ".")
-            return f"![{caption}]({Path(os.path.relpath(block.path, figure_root)).as_posix()})"
-        if isinstance(block, Callout):
-            lines = [f"> **{block.title}**", ">", f"> {_strip_tags(block.headline)}", ">"]
-            lines += [f"> - {_strip_tags(line)}" for line in block.lines]
-            return "\n".join(lines)
-        if isinstance(block, Note):
-            return f"> **Note:** {_strip_tags(block.text)}"
-        if isinstance(block, list):
-            return "\n".join(f"- {_strip_tags(str(item))}" for item in block)
-        return _strip_tags(str(block))
+        css = files("kairos_curate.reporting").joinpath("templates/report.css").read_text()
+        return str(_environment().get_template("report.html.j2").render(css=css, **self._context("html", None)))
 
     def to_markdown(self, figure_root: Path) -> str:
-        """Render as Markdown; figures are linked relative to ``figure_root``."""
-        lines = [f"# {self.title}", ""]
-        for block in self.lead:
-            lines += [self._md_block(block, figure_root), ""]
-        for section in self.sections:
-            lines += [f"## {section.title}", ""]
-            for block in section.blocks:
-                lines += [self._md_block(block, figure_root), ""]
-        return "\n".join(lines)
+        """Markdown; figures are linked relative to ``figure_root``."""
+        return str(_markdown_environment().get_template("report.md.j2").render(**self._context("md", figure_root)))
 
     def write(self, html_path: Path, md_path: Path) -> None:
         """Write both renderings atomically."""
@@ -226,20 +230,6 @@ class Report:
             handle.write(self.to_html())
         with atomic_write(md_path, "w") as handle:
             handle.write(self.to_markdown(md_path.parent))
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _strip_tags(text: str) -> str:
-    text = re.sub(r"<code>(.*?)</code>", r"`\1`", text)
-    text = re.sub(r"<br\s*/?>", "\n", text)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def stage_wall_times(notebook_dir: Path) -> pd.DataFrame:
@@ -257,7 +247,7 @@ def stage_wall_times(notebook_dir: Path) -> pd.DataFrame:
         notebook that carries papermill metadata.
     """
     rows = []
-    for stem in STAGES:
+    for stem in NOTEBOOK_STAGE:
         path = notebook_dir / f"{stem}.ipynb"
         if not path.exists():
             continue

@@ -21,39 +21,16 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kairos_curate.data.sources import ImageSource
 from kairos_curate.devices import resolve_device
 from kairos_curate.evaluation import classification_metrics
 from kairos_curate.io import atomic_path
 from kairos_curate.training.backbones import Backbone
+from kairos_curate.training.config import FinetuneConfig
 
 __all__ = ["FinetuneConfig", "RunResult", "compute_stem_features", "resolve_device", "train_run"]
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Hyper-parameters of one fine-tuning run (the ``finetune`` section of ``params.yaml``)."""
-
-    method: str = "lora"  # "lora" or "partial"
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: str = "^conv_head$"
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    val_fraction: float = 0.2
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.method not in ("lora", "partial"):
-            raise ValueError(f"finetune method must be 'lora' or 'partial', got {self.method!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("finetune.epochs, batch_size and learning_rate must be positive")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError("val_fraction must be in (0, 1)")
 
 
 @dataclass

@@ -35,7 +35,7 @@ from kairos_curate.valuation.labels import (
     fit_reference_classifier,
     residual_norms,
 )
-from kairos_curate.valuation.result import LABEL_MODES, KairosResult, assemble_result
+from kairos_curate.valuation.result import LABEL_MODES, ValuationResult, assemble_result
 
 __all__ = ["KairosState"]
 
@@ -45,7 +45,7 @@ Prepared = tuple[torch.Tensor, torch.Tensor]
 def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
     if not enabled or total <= 0:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="k", unit_scale=True, leave=False)
 
@@ -259,8 +259,8 @@ class KairosState:
         self._sum_a_cc = np.concatenate([self._sum_a_cc, sum_a])
         self._sum_b_cc = np.concatenate([self._sum_b_cc, sum_b])
 
-    def result(self) -> KairosResult:
-        """The :class:`KairosResult` of the pool so far.
+    def result(self) -> ValuationResult:
+        """The :class:`ValuationResult` of the pool so far.
 
         Raises
         ------
@@ -295,7 +295,7 @@ class KairosState:
             lam=self.lam,
             combine=self.combine,
             labels=labels,
-            method="exact",
+            backend="exact",
             extra={"device": str(self.space.device), "tile": self.space.tile},
             **kwargs,
         )

@@ -10,19 +10,29 @@ See ``DESIGN.md`` ("KAIROS, precisely"). With the RBF kernel ``k``:
 The kernel sums are computed tile by tile on CPU or CUDA (:mod:`.kernels`); the pool-pool
 sum only over the upper block triangle. Memory beyond the inputs is bounded by
 ``memory_budget_bytes`` plus ``O((N + M) d)`` for the float32 copies.
+
+Three registered valuation methods share this core: ``kairos_feature`` (labels unused),
+``kairos_residual`` (the authors' label term, ``lam = 0.97``) and ``kairos_class_conditional``
+(pool class c against reference class c).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 
+from kairos_curate.valuation.base import (
+    MethodParams,
+    ValuationInputs,
+    ValuationMethod,
+    register_method,
+)
 from kairos_curate.valuation.incremental import KairosState
 from kairos_curate.valuation.kernels import DEFAULT_MEMORY_BUDGET
-from kairos_curate.valuation.result import KairosResult
+from kairos_curate.valuation.result import ValuationResult
 
-__all__ = ["kairos_values"]
+__all__ = ["KairosClassConditional", "KairosFeature", "KairosResidual", "kairos_values"]
 
 
 def kairos_values(
@@ -40,7 +50,7 @@ def kairos_values(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
     seed: int = 0,
     progress: bool = False,
-) -> KairosResult:
+) -> ValuationResult:
     """Value every pool sample by how much it pulls the pool towards the reference.
 
     Parameters
@@ -54,7 +64,7 @@ def kairos_values(
         pairs of ``pool ∪ reference`` (see :func:`.median_bandwidth`).
     pool_labels, reference_labels
         One label (int or str) per row; needed by the label modes, and ``pool_labels`` is
-        carried into :meth:`KairosResult.to_frame` otherwise.
+        carried into :meth:`ValuationResult.to_frame` otherwise.
     label_mode
         ``None`` (feature value ``b - a``); ``"residual"``: ``lam * (b - a) - (1 - lam) *
         ||onehot(y) - p(x)||`` with ``p`` a logistic regression fitted on the reference;
@@ -78,8 +88,9 @@ def kairos_values(
 
     Returns
     -------
-    KairosResult
-        ``b``, ``a``, ``values``, ``loo``, ``bandwidth``, ``feature_term``, ``label_term``...
+    ValuationResult
+        ``values``; terms ``b``, ``a``, ``feature_term``, ``label_term``, ``loo``; info
+        ``bandwidth``, ``label_mode``, ``mmd2``... (also readable as ``res.b``, ``res.bandwidth``).
 
     Raises
     ------
@@ -111,3 +122,71 @@ def kairos_values(
         progress=progress,
     )
     return state.result()
+
+
+class KairosParams(MethodParams):
+    """Parameters shared by the KAIROS methods."""
+
+    #: RBF sigma, or ``"median"`` (median heuristic over a seeded sample of pairs).
+    bandwidth: float | Literal["median"] = "median"
+
+
+class _Kairos(ValuationMethod):
+    label_mode: ClassVar[str | None] = None
+    family = "kairos"
+    Params = KairosParams
+
+    def _extra(self) -> dict[str, Any]:
+        return {}
+
+    def fit(self, inputs: ValuationInputs) -> ValuationResult:
+        """KAIROS values of ``inputs.pool`` against ``inputs.reference`` (see :func:`kairos_values`)."""
+        return kairos_values(
+            inputs.pool,
+            inputs.reference,
+            self.params.bandwidth,
+            pool_labels=inputs.pool_labels,
+            reference_labels=inputs.reference_labels,
+            label_mode=self.label_mode,
+            seed=inputs.seed,
+            device=inputs.device,
+            **self._extra(),
+        )
+
+
+@register_method
+class KairosFeature(_Kairos):
+    """KAIROS feature value ``b - a``: closeness to the reference minus redundancy in the pool."""
+
+    name = "kairos_feature"
+    description = "KAIROS b - a (labels unused)"
+    needs_labels = False
+
+
+class KairosResidualParams(KairosParams):
+    """Residual mode: ``lam (b - a) - (1 - lam) ||onehot(y) - p(x)||``."""
+
+    lam: float = 0.97
+    combine: Literal["weighted", "rank", "zscore"] = "weighted"
+
+
+@register_method
+class KairosResidual(_Kairos):
+    """KAIROS with the authors' label term (a logistic regression fitted on the reference)."""
+
+    name = "kairos_residual"
+    description = "KAIROS residual label mode, lam = 0.97 (raw terms, as the reference code)"
+    label_mode = "residual"
+    Params = KairosResidualParams
+
+    def _extra(self) -> dict[str, Any]:
+        return {"lam": self.params.lam, "combine": self.params.combine}
+
+
+@register_method
+class KairosClassConditional(_Kairos):
+    """KAIROS with the class-conditional kernel: pool class c against reference class c."""
+
+    name = "kairos_class_conditional"
+    description = "KAIROS class-conditional kernel"
+    label_mode = "class_conditional"

@@ -21,10 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from kairos_curate.valuation.base import (
+    MethodParams,
+    ValuationInputs,
+    ValuationMethod,
+    register_method,
+)
 from kairos_curate.valuation.kernels import as_float64_matrix, check_same_dim, resolve_device
 from kairos_curate.valuation.labels import _as_label_array
+from kairos_curate.valuation.result import ValuationResult
 
-__all__ = ["knn_shapley"]
+__all__ = ["KnnShapley", "knn_shapley"]
 
 
 def knn_shapley(
@@ -95,7 +102,7 @@ def knn_shapley(
     values = torch.zeros(n, dtype=torch.float64, device=dev)
     starts = range(0, z.shape[0], block_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, desc="KNN-Shapley", leave=False)
     for s in starts:
@@ -111,3 +118,31 @@ def knn_shapley(
             s_sorted[:, :-1] = tail + s_sorted[:, -1:]
         values.index_add_(0, order.reshape(-1), s_sorted.reshape(-1))
     return (values / z.shape[0]).cpu().numpy()
+
+
+class KnnShapleyParams(MethodParams):
+    """KNN-Shapley's parameters."""
+
+    #: Neighbours of the K-NN utility.
+    k: int = 10
+
+
+@register_method
+class KnnShapley(ValuationMethod):
+    """Closed-form KNN-Shapley of every pool point, the labelled reference as validation set."""
+
+    name = "knn_shapley"
+    description = "closed-form KNN-Shapley, K = 10"
+    Params = KnnShapleyParams
+
+    def fit(self, inputs: ValuationInputs) -> ValuationResult:
+        """KNN-Shapley values (mean over the reference points)."""
+        values = knn_shapley(
+            inputs.pool,
+            inputs.pool_labels,
+            inputs.reference,
+            inputs.reference_labels,
+            k=self.params.k,
+            device=inputs.device,
+        )
+        return ValuationResult(self.name, values=values, info={"k": self.params.k})

@@ -26,7 +26,7 @@ from kairos_curate.valuation.labels import (
     fit_reference_classifier,
     residual_norms,
 )
-from kairos_curate.valuation.result import LABEL_MODES, KairosResult, assemble_result
+from kairos_curate.valuation.result import LABEL_MODES, ValuationResult, assemble_result
 
 __all__ = ["RandomFourierFeatures", "rff_kairos_values"]
 
@@ -109,12 +109,12 @@ def rff_kairos_values(
     device: str | torch.device = "auto",
     batch_size: int = 4096,
     seed: int = 0,
-) -> KairosResult:
+) -> ValuationResult:
     """Approximate :func:`.kairos_values` with ``n_features`` random Fourier features.
 
     Parameters are those of :func:`.kairos_values` plus ``n_features`` (``D``) and
     ``batch_size`` (rows projected at once); ``seed`` seeds both the median heuristic and the
-    feature map. ``res.method == "rff"`` and ``res.extra["n_features"] == D``.
+    feature map. ``res.backend == "rff"`` and ``res.n_features == D``.
     """
     if label_mode not in LABEL_MODES:
         raise ValueError(
@@ -168,7 +168,7 @@ def rff_kairos_values(
         lam=lam,
         combine=combine,
         labels=labels,
-        method="rff",
+        backend="rff",
         extra={"n_features": int(n_features), "seed": seed},
         **kwargs,
     )

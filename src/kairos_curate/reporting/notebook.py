@@ -1,0 +1,22 @@
+"""What every stage notebook does first: readable tables, quiet warnings, its figures folder."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+__all__ = ["notebook_setup"]
+
+
+def notebook_setup(name: str, root: str | Path = ".") -> Path:
+    """Set pandas to print rounded, wide tables, silence FutureWarnings, and return (creating it)
+    ``reports/figures/<name>``, the folder of the notebook's saved figures."""
+    import pandas as pd
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    folder = Path(root) / "reports" / "figures" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

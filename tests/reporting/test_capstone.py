@@ -1,0 +1,116 @@
+"""The capstone report's content: built from a fake finished project, every number computed."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from kairos_curate.io import write_json
+from kairos_curate.reporting.capstone import build_capstone
+from kairos_curate.reporting.report import Callout, Note
+from kairos_curate.reporting.tables import detection_table
+
+from ..fake_datasets import make_report_project
+
+
+def _text(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html)
+
+
+def _key(root, **kw) -> Callout:
+    return next(b for b in build_capstone(root, "T", primary="per_class", **kw).lead if isinstance(b, Callout))
+
+
+def test_key_results_are_computed_from_the_table(tmp_path):
+    box = _key(make_report_project(tmp_path))
+    assert box.tone == "good"
+    # AUC retained 0.970 / 0.980, time reduced 1 - 8/40: computed, not typed.
+    assert f"{0.970 / 0.980:.1%}" in box.headline and f"{1 - 8 / 40:.1%}" in box.headline
+    text = " ".join(box.lines)
+    assert "**beat**" in text and "0.850 ± 0.010 vs 0.700 ± 0.010" in text
+    assert "closed 75% of the random-to-oracle gap" in text  # (0.85 - 0.70) / (0.90 - 0.70)
+    assert "`global` lost to random" in text
+    # the detection bullet names the value stage's method and the best method
+    assert "kairos_class_conditional" in text and "knn_shapley" in text
+
+
+def test_key_results_are_honest_when_curation_loses(tmp_path):
+    box = _key(make_report_project(tmp_path, curated_acc=0.60, random_acc=0.75))
+    assert box.tone == "bad" and box.headline.startswith("Curation did not pay off")
+    assert "lost to" in " ".join(box.lines)
+
+
+def test_key_results_mention_noise_robustness_and_detection_precision(tmp_path):
+    text = " ".join(_key(make_report_project(tmp_path, with_noise=True)).lines)
+    assert "Robustness: On the noisy pool with lora" in text and "beat full (0.780 vs 0.750)" in text
+    assert "81% are real problems" in text  # precision_at_k of kairos_class_conditional (0.91 - 0.1)
+
+
+def test_every_section_in_both_formats(tmp_path):
+    root = make_report_project(tmp_path, with_noise=True)
+    rep = build_capstone(root, "Capstone", primary="per_class")
+    html, md = rep.to_html(), rep.to_markdown(root / "reports")
+    for section in ("The challenge", "Datasets and class overlap", "The pipeline", "Valuation results",
+                    "Robustness to noise", "Fine-tuning: curated vs full vs random", "Results across data sizes",
+                    "Compute saved", "Data audit", "Limitations", "Provenance"):
+        assert f">{section}</h2>" in html and f"## {section}" in md
+    assert "src='http" not in html and 'src="http' not in html  # self-contained
+    assert "0.850 ± 0.010" in html and "fine-tuning on the pool with added pixel noise" in _text(html).lower()
+    assert "params.yaml sha256" in html and "63.000" in html  # wall times 10.5 + 21 + 31.5
+    assert "pool_problems.png" in html and "dvc repro prepare" in html  # a missing figure names its stage
+
+
+def test_missing_required_metrics_fail_clearly(tmp_path):
+    root = make_report_project(tmp_path)
+    (root / "reports" / "metrics" / "value.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"value\.json.*dvc repro value"):
+        build_capstone(root)
+    root2 = make_report_project(tmp_path / "b", with_finetune=False)
+    with pytest.raises(FileNotFoundError, match="dvc repro finetune"):
+        build_capstone(root2, required=["finetune"])
+
+
+def test_missing_optional_inputs_become_notes(tmp_path):
+    rep = build_capstone(make_report_project(tmp_path, with_finetune=False), "T")
+    box = next(b for b in rep.lead if isinstance(b, Callout))
+    assert box.tone == "info" and "dvc repro finetune" in box.headline
+    assert any(isinstance(b, Note) and "finetune.json" in b.text for b in rep.lead)
+    html = rep.to_html()
+    assert "Compute saved" in html and "Sizes sweep missing" in html
+
+
+def test_malformed_metrics_name_the_stage(tmp_path):
+    root = make_report_project(tmp_path)
+    write_json(root / "reports" / "metrics" / "prepare.json", {"reference": 1})
+    with pytest.raises(ValueError, match="dvc repro prepare"):
+        build_capstone(root)
+
+
+def test_notebook_pages_are_linked_when_exported(tmp_path):
+    root = make_report_project(tmp_path)
+    assert "No exported notebook pages yet" in build_capstone(root).to_html()
+    (root / "reports" / "notebooks" / "03_value.html").write_text("<html></html>")
+    html = build_capstone(root).to_html()
+    assert "<a href='notebooks/03_value.html'>03_value</a>" in html
+
+
+def test_detection_table_is_sorted_by_auroc_on_all_problems(tmp_path):
+    root = make_report_project(tmp_path)
+    table = detection_table(pd.read_csv(root / "reports" / "tables" / "compare_detection.csv"))
+    assert list(table.columns) == ["method", "any problem", "pixel noise", "label flipped"]
+    assert table["method"].tolist() == ["knn_shapley", "kairos_class_conditional", "random"]
+    assert table.loc[0, "any problem"] == "0.950 ± 0.000"
+
+
+def test_data_audit_section_counts_the_flags(tmp_path):
+    root = make_report_project(tmp_path)
+    assert "Not run yet" in build_capstone(root).to_html()
+    audit_dir = root / "reports" / "audit"
+    audit_dir.mkdir(parents=True)
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "value": [0.3, 0.2, 0.1, 0.0], "rank": [1, 2, 3, 4],
+                  "flag": ["", "near_duplicate_of:a", "low_value", "low_value;near_duplicate_of:a"],
+                  "keep": [True, False, False, False]}).to_csv(audit_dir / "flags.csv", index=False)
+    text = _text(build_capstone(root).to_html())
+    assert "4 samples, 2 flagged low_value, 2 flagged as near-duplicates, 1 kept" in text

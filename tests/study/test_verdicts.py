@@ -1,0 +1,70 @@
+"""The report's verdicts, computed from tables: curated vs random/full/oracle, compute saved, the sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kairos_curate.study.verdicts import (
+    compare,
+    compute_saved,
+    gap_closed,
+    key_results,
+    sweep_sentence,
+)
+
+from ..fake_datasets import summary_row
+
+
+def test_compare_counts_a_difference_only_beyond_the_summed_stds():
+    a = pd.Series({"accuracy_mean": 0.80, "accuracy_std": 0.01})
+    assert compare(a, pd.Series({"accuracy_mean": 0.77, "accuracy_std": 0.01})) == "beat"
+    assert compare(a, pd.Series({"accuracy_mean": 0.79, "accuracy_std": 0.01})) == "was within noise of"
+    assert compare(a, pd.Series({"accuracy_mean": 0.83, "accuracy_std": 0.01})) == "lost to"
+
+
+def test_gap_closed_is_the_share_of_the_random_to_oracle_gap():
+    row = lambda m: pd.Series({"accuracy_mean": m})  # noqa: E731
+    assert gap_closed(row(0.85), row(0.70), row(0.90)) == np.float64(0.15) / 0.20
+    assert np.isnan(gap_closed(row(0.85), row(0.90), row(0.90)))
+
+
+def test_within_noise_is_mixed():
+    summary = pd.DataFrame([summary_row("random", "lora", 80, 0.70, 0.7, 0.9, 8.0, std=0.05),
+                            summary_row("per_class", "lora", 80, 0.72, 0.7, 0.9, 8.0, std=0.05)])
+    box = key_results(summary, primary="per_class", method="lora")
+    assert box.tone == "mixed" and "within noise" in box.headline
+
+
+def test_key_results_name_a_missing_primary_and_fall_back():
+    summary = pd.DataFrame([summary_row("random", "lora", 80, 0.70, 0.7, 0.9, 8.0),
+                            summary_row("per_class", "lora", 80, 0.80, 0.8, 0.9, 8.0)])
+    box = key_results(summary, primary="herding", method="partial")
+    assert "selection `herding` not in the results; showing `per_class`" in box.lines[-1]
+    assert "method `partial` not in the results; showing `lora`" in box.lines[-1]
+
+
+def test_compute_saved_ratios():
+    summary = pd.DataFrame([summary_row("full", "lora", 400, 0.8, 0.8, 0.98, 40.0),
+                            summary_row("per_class", "lora", 80, 0.85, 0.84, 0.97, 8.0)])
+    saved = compute_saved(summary)
+    assert len(saved) == 1
+    row = saved.iloc[0]
+    np.testing.assert_allclose([row["speed-up"], row["time saved"], row["AUC retained"], row["F1 - full F1"]],
+                               [5.0, 0.8, 0.97 / 0.98, 0.04], rtol=1e-12)
+
+
+def _sweep(*rows: tuple[float, int, float, float]) -> pd.DataFrame:
+    return pd.DataFrame([summary_row("per_class", "lora", n, acc, 0.8, 0.9, t, kind="sweep", fraction=f)
+                         for f, n, acc, t in rows])
+
+
+def test_sweep_sentence_picks_the_smallest_fraction_within_level():
+    text = sweep_sentence(_sweep((0.25, 20, 0.80, 2.0), (0.5, 40, 0.85, 4.0), (1.0, 80, 0.86, 8.0)), level=0.98)
+    assert text.startswith("The top 50% of the curated set (40 samples)")
+    assert f"{0.85 / 0.86:.1%}" in text and "50% of its training time" in text
+
+
+def test_sweep_sentence_when_the_peak_is_the_first_point_within_level():
+    text = sweep_sentence(_sweep((0.25, 20, 0.70, 2.0), (1.0, 80, 0.86, 8.0)))
+    assert text.startswith("Accuracy peaks at the top 100%")
