@@ -13,7 +13,6 @@ import asyncio
 import base64
 import io
 import os
-
 import re
 
 import numpy as np
