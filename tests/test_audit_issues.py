@@ -32,6 +32,19 @@ def test_conformal_p_is_valid_for_exchangeable_samples():
         iss.conformal_p(np.zeros(2), np.zeros(2), "both")
 
 
+def test_tail_fitted_p_values_resolve_beyond_the_reference_and_stay_valid():
+    rng = np.random.default_rng(8)
+    ref = rng.exponential(size=200)
+    p = iss.conformal_p(np.array([0.5, 6.0, 9.0, 12.0]), ref, "high", tail_fit=0.1)
+    assert p[0] == iss.conformal_p(np.array([0.5]), ref, "high")[0]  # inside: the empirical p-value
+    assert 1 / 201 > p[1] > p[2] > p[3] > 0  # beyond the reference's range: smaller, still ordered
+    hits = [(iss.conformal_p(rng.exponential(size=400), rng.exponential(size=200), "high", tail_fit=0.1)
+             <= 0.002).mean() for _ in range(100)]
+    assert np.mean(hits) <= 0.004  # about alpha for an exponential tail (0.002 here)
+    low = iss.conformal_p(np.array([-5.0]), -ref, "low", tail_fit=0.1)
+    np.testing.assert_allclose(low, iss.conformal_p(np.array([5.0]), ref, "high", tail_fit=0.1))
+
+
 def test_kernel_terms_match_brute_force():
     rng = np.random.default_rng(1)
     x, z = rng.normal(size=(17, 4)), rng.normal(size=(9, 4))
@@ -168,7 +181,7 @@ def test_audit_finds_corrupted_images_calibrated_on_reference_images(tmp_path):
     # embeddings are irrelevant to the pixel checks: random ones, pool like the reference
     pool_emb, ref_emb = rng.normal(size=(200, 8)), rng.normal(size=(120, 8))
     res = audit(pool_emb, ref_emb, ArrayImageSource(ids, blurred), ids, out_dir=tmp_path,
-                reference_images=ArrayImageSource([f"r{i}" for i in range(120)], ref_px), alpha=0.05,
+                reference_images=ArrayImageSource([f"r{i}" for i in range(120)], ref_px), alpha=0.01,
                 device="cpu")
     t = res.table
     truth = pd.DataFrame({"id": ids, "off_task": False, "label_flipped": False,
@@ -234,9 +247,12 @@ def test_score_audit_counts_exactly():
     assert s.loc["mislabelled", "suggestion_accuracy"] == 0.0  # suggested 1, truly 2
     assert np.isnan(s.loc["near_duplicate", "recall"]) and "not in the truth table" in s.loc["near_duplicate", "truth"]
     assert s.loc["any", "precision"] == 1.0 and s.loc["any", "recall"] == 1.0
-    truth2 = truth.assign(duplicate_of=["", "", "", "b", ""])
+    truth2 = truth.assign(duplicate_of=["", "", "", "b", ""])  # a is a copy of b
     s2 = score_audit(flags, truth2).set_index("issue_type")
-    assert s2.loc["near_duplicate", "n_true"] == 1 and s2.loc["near_duplicate", "recall"] == 0.0
+    assert s2.loc["near_duplicate", "n_true"] == 2 and s2.loc["near_duplicate", "recall"] == 0.0
+    grouped = flags.assign(duplicate_group=[0, 0, -1, -1], is_near_duplicate=[False, True, False, False])
+    s3 = score_audit(grouped, truth2).set_index("issue_type")  # b kept, a flagged: both in the group
+    assert s3.loc["near_duplicate", ["precision", "recall"]].tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="not in the truth table"):
         score_audit(flags, truth[truth["id"] != "a"])
 

@@ -49,6 +49,10 @@ __all__ = ["ISSUE_LABELS", "ISSUE_TYPES", "AuditResult", "audit", "duplicate_sca
 #: Issue types, in the precedence order of the exclusive flags (near_duplicate is independent).
 ISSUE_TYPES = ("corrupted", "off_task", "mislabelled", "near_duplicate")
 
+#: Share of the reference's most extreme values that the pixel checks' exponential tail is fitted to
+#: (five checks share alpha, which a reference of a few hundred images cannot resolve otherwise).
+PIXEL_TAIL_FIT = 0.1
+
 #: Headings of the issue types in the gallery and the summaries.
 ISSUE_LABELS = {
     "corrupted": "Corrupted (pixel-level problem)",
@@ -448,17 +452,17 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
         assert pool_scan is not None and ref_scan is not None
         checks = list(iss.PIXEL_CHECKS.items())
         ps, zs = [], []
-        n_ref_img = int((ref_rows >= 0).sum())
         ref_ok = ref_rows >= 0
         for check, (col, tail) in checks:
-            ps.append(iss.conformal_p(pool_scan.stats[col], ref_scan.stats[col][ref_ok], tail))
+            ps.append(iss.conformal_p(pool_scan.stats[col], ref_scan.stats[col][ref_ok], tail,
+                                      tail_fit=PIXEL_TAIL_FIT))
             zs.append(iss.robust_excess(pool_scan.stats[col], ref_scan.stats[col][ref_ok], tail))
             r = ref_scan.stats[col][ref_ok]
             cor_rules[check] = (f"{col} {'above' if tail == 'high' else 'below'} the reference's "
                                 f"{'max' if tail == 'high' else 'min'} {float(r.max() if tail == 'high' else r.min()):.3g}")
         p_all, z_all = np.stack(ps), np.stack(zs)
         worst = np.lexsort((-z_all, p_all), axis=0)[0]  # the most extreme check of each sample
-        cor_thr = threshold(len(checks), n_ref_img)
+        cor_thr = alpha / len(checks)  # tail-fitted p-values resolve below 1 / (M + 1)
         cor_p = np.minimum(1.0, len(checks) * p_all.min(0))
         cor_score = z_all[worst, np.arange(n)]
         hit = p_all.min(0) <= cor_thr
@@ -582,10 +586,10 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     summary_rows = [
         {"issue_type": "corrupted", "label": ISSUE_LABELS["corrupted"], "checked": bool(cor_checked),
          "flagged": int(is_cor.sum()),
-         "rule": (f"one of {len(iss.PIXEL_CHECKS)} pixel checks ({', '.join(iss.PIXEL_CHECKS)}) more extreme than "
-                  f"all but {cor_thr:.2%} of the {int((ref_rows >= 0).sum())} reference images (at most "
-                  f"{min(1.0, len(iss.PIXEL_CHECKS) * cor_thr):.1%} of clean images overall), or an image that "
-                  "does not decode" if cor_checked else
+         "rule": (f"one of {len(iss.PIXEL_CHECKS)} pixel checks ({', '.join(iss.PIXEL_CHECKS)}) with a p-value "
+                  f"below {cor_thr:.2%} against the {int((ref_rows >= 0).sum())} reference images (exponential tail "
+                  f"beyond their most extreme {PIXEL_TAIL_FIT:.0%}; about {min(1.0, len(iss.PIXEL_CHECKS) * cor_thr):.1%}"
+                  " of clean images overall), or an image that does not decode" if cor_checked else
                   "not checked: needs the pool's and the reference's images (only undecodable images flagged)")},
         {"issue_type": "off_task", "label": ISSUE_LABELS["off_task"], "checked": m >= 2, "flagged": int(is_off.sum()),
          "rule": (f"reference-to-pool density ratio log(b/a) below all but {off_thr:.2%} of the reference's own "

@@ -24,7 +24,8 @@ TRUTH_OF = {
     "corrupted": "corruption != 'none'",
     "off_task": "off_task",
     "mislabelled": "label_flipped",
-    "near_duplicate": "near_duplicate (or duplicate_of not empty)",
+    "near_duplicate": ("duplicate_of not empty, or the source of such a copy (scored as group membership: "
+                       "duplicate_group >= 0); else a near_duplicate column"),
     "any": "noisy (or any of the above)",
 }
 
@@ -43,10 +44,12 @@ def truth_masks(truth: pd.DataFrame) -> dict[str, np.ndarray | None]:
                           if "corruption" in truth.columns else None)
     masks["off_task"] = _bool(truth["off_task"]) if "off_task" in truth.columns else None
     masks["mislabelled"] = _bool(truth["label_flipped"]) if "label_flipped" in truth.columns else None
-    if "near_duplicate" in truth.columns:
+    if "duplicate_of" in truth.columns:
+        of = truth["duplicate_of"].fillna("").astype(str)
+        sources = set(of[of != ""])
+        masks["near_duplicate"] = (of.ne("") | truth["id"].astype(str).isin(sources)).to_numpy()
+    elif "near_duplicate" in truth.columns:
         masks["near_duplicate"] = _bool(truth["near_duplicate"])
-    elif "duplicate_of" in truth.columns:
-        masks["near_duplicate"] = truth["duplicate_of"].fillna("").astype(str).ne("").to_numpy()
     else:
         masks["near_duplicate"] = None
     if "noisy" in truth.columns:
@@ -91,7 +94,9 @@ def score_audit(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
         ``true_positives``, ``precision`` (NaN when nothing is flagged), ``recall`` (NaN when
         the truth has no such sample or no such column), ``auroc`` of the score, and
         ``suggestion_accuracy`` (mislabelled: share of the flagged, truly flipped samples whose
-        suggested label is their true label).
+        suggested label is their true label). With a ``duplicate_of`` truth column and the
+        audit's ``duplicate_group``, near-duplicates are scored as group membership (a copy and
+        its source are both true members; any audit group member counts as flagged).
 
     Raises
     ------
@@ -114,9 +119,13 @@ def score_audit(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     types = ("corrupted", "off_task", "mislabelled", "near_duplicate")
     any_flag = np.zeros(len(table), dtype=bool)
+    group_scoring = "duplicate_of" in t.columns and "duplicate_group" in table.columns
     for issue in types:
         col = f"is_{issue}"
         flagged = _bool(table[col]) if col in table.columns else np.zeros(len(table), dtype=bool)
+        if issue == "near_duplicate" and group_scoring:
+            # which copy of a pair is the "extra" one is arbitrary: score who is in a group
+            flagged = pd.to_numeric(table["duplicate_group"], errors="coerce").fillna(-1).to_numpy() >= 0
         any_flag |= flagged
         rows.append(_row(issue, flagged, masks[issue], table.get(f"{issue}_score")))
         if issue == "mislabelled" and masks[issue] is not None and "true_label" in t.columns \

@@ -64,24 +64,38 @@ STAT_COLUMNS = ("noise_sigma", "sharpness", "brightness", "entropy")
 STATS_MAX_SIDE = 256
 
 
-def conformal_p(pool_stat: np.ndarray, reference_stat: np.ndarray, tail: str = "low") -> np.ndarray:
+def conformal_p(pool_stat: np.ndarray, reference_stat: np.ndarray, tail: str = "low",
+                tail_fit: float | None = None) -> np.ndarray:
     """Conformal p-value of each pool statistic against the clean reference's.
 
     ``tail="low"``: ``p_i = (1 + #{j : r_j <= s_i}) / (M + 1)`` (small statistics are suspicious);
     ``tail="high"`` mirrors it. Under exchangeability of a clean pool sample with the reference,
-    ``P(p <= alpha) <= alpha``. NaN statistics get ``p = 1`` (never flagged).
+    ``P(p <= alpha) <= alpha``; but ``p`` never goes below ``1 / (M + 1)``.
+
+    ``tail_fit`` (a fraction, e.g. 0.1) resolves smaller p-values: beyond the ``k``-th most
+    extreme reference value ``u`` (``k = max(5, ceil(tail_fit * M))``), ``p = k / (M + 1) *
+    exp(-(s - u) / beta)`` with ``beta`` the mean excess of those ``k`` values over ``u`` (an
+    exponential tail, continuous with the empirical p-value at ``u``). Needed when several
+    checks share ``alpha`` (Bonferroni) and ``alpha / checks < 1 / (M + 1)``; it is only as good
+    as the exponential model of the tail. NaN statistics get ``p = 1`` (never flagged).
     """
     s = np.asarray(pool_stat, dtype=np.float64)
-    r = np.sort(np.asarray(reference_stat, dtype=np.float64)[np.isfinite(reference_stat)])
+    r = np.asarray(reference_stat, dtype=np.float64)
+    r = np.sort(r[np.isfinite(r)])
     if r.size == 0:
         raise ValueError("the reference statistic has no finite value to calibrate against")
-    if tail == "low":
-        count = np.searchsorted(r, s, side="right")
-    elif tail == "high":
-        count = r.size - np.searchsorted(r, s, side="left")
-    else:
+    if tail not in ("low", "high"):
         raise ValueError(f"tail must be 'low' or 'high', got {tail!r}")
+    if tail == "low":  # mirror, so that large values are suspicious below
+        s, r = -s, np.sort(-r)
+    count = r.size - np.searchsorted(r, s, side="left")
     p = (1.0 + count) / (r.size + 1.0)
+    if tail_fit is not None and r.size >= 5:
+        k = min(r.size, max(5, int(np.ceil(tail_fit * r.size))))
+        u = r[r.size - k]
+        beta = max(float(np.mean(r[r.size - k:] - u)), 1e-9 * max(1.0, abs(u)))
+        beyond = np.isfinite(s) & (s > u)
+        p[beyond] = k / (r.size + 1.0) * np.exp(-(s[beyond] - u) / beta)
     p[~np.isfinite(s)] = 1.0
     return p
 
