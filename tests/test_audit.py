@@ -90,7 +90,10 @@ def test_audit_flags_and_gallery(tmp_path):
     expected = kairos_values(pool, ref, 1.5)
     np.testing.assert_allclose(res.table["value"].to_numpy(), expected.values, rtol=1e-6, atol=1e-9)
     flags = pd.read_csv(res.flags_path)
-    assert list(flags.columns) == ["id", "value", "rank", "flag", "keep"]
+    assert list(flags.columns)[:4] == ["id", "value", "rank", "issues"] and list(flags.columns)[-2:] == ["flag", "keep"]
+    for issue in ("off_task", "corrupted", "mislabelled", "near_duplicate"):
+        assert f"is_{issue}" in flags.columns and f"{issue}_score" in flags.columns
+    assert not flags["is_corrupted"].any() and not flags["is_mislabelled"].any()  # no images of the reference, no labels
     assert flags["rank"].tolist() == sorted(flags["rank"].tolist())  # best first
     # low_value = the 5 lowest values
     lowest = set(ids[np.argsort(expected.values)[:5]])
@@ -101,17 +104,20 @@ def test_audit_flags_and_gallery(tmp_path):
         for i in group:
             row = flags.set_index("id").loc[ids[i]]
             flag = "" if pd.isna(row["flag"]) else row["flag"]
+            assert row["duplicate_keep"] == best
             if ids[i] == best:
-                assert "near_duplicate_of" not in flag
+                assert "near_duplicate_of" not in flag and not row["is_near_duplicate"]
             else:
-                assert f"near_duplicate_of:{best}" in flag and not row["keep"]
+                assert f"near_duplicate_of:{best}" in flag and not row["keep"] and row["is_near_duplicate"]
     assert res.groups[0][0] == ids[[0, 1, 2][int(np.argmax(expected.values[[0, 1, 2]]))]]
-    assert flags["keep"].sum() == len(ids) - len(lowest | {ids[i] for g in res.groups for i in
-                                                           range(len(ids)) if ids[i] in g[1:]})
+    off = set(flags.loc[flags["is_off_task"], "id"])
+    assert flags["keep"].sum() == len(ids) - len(lowest | off | {ids[i] for g in res.groups for i in
+                                                                 range(len(ids)) if ids[i] in g[1:]})
     html = res.html_path.read_text()
-    # 5 lowest + 4 highest + 5 group members, each one inlined PNG
-    assert len(re.findall(r"src='data:image/png;base64,", html)) == 5 + 4 + 5
-    assert "Lowest-valued 5 samples" in html and "Near-duplicate groups (2 of 2 shown" in html
+    # 5 lowest + 4 highest + 5 group members + the off-task cards, each one inlined PNG
+    assert len(re.findall(r"src='data:image/png;base64,", html)) == 5 + 4 + 5 + len(off)
+    assert "Lowest-valued 5 samples" in html and "Near-duplicate groups: 2 (2 shown" in html
+    assert "not checked: needs the pool&#x27;s and the reference&#x27;s images" in html
     assert "<script" not in html and "src='http" not in html
 
 
@@ -166,6 +172,8 @@ def test_cli_with_npz_images_holding_other_splits(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "class_conditional" in out and f"{len(ids)} of {len(ids)} pool ids have an image" in out
+    assert f"reference images: {len(ref_ids)}" in out  # the npz's reference ids calibrate the pixel checks
+    assert "corrupted       not checked" not in out
     flags = pd.read_csv(tmp_path / "out" / "flags.csv")
     assert set(flags["id"]) == set(ids)
     assert len(re.findall("data:image/png", (tmp_path / "out" / "audit.html").read_text())) >= 9
@@ -180,7 +188,7 @@ def test_cli_with_an_image_folder(tmp_path):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{sid}.png")
     code = main(["audit", "--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
                  "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--n-lowest", "60",
-                 "--n-highest", "0", "--max-groups", "0", "--no-progress"])
+                 "--n-highest", "0", "--max-groups", "0", "--per-type", "0", "--no-progress"])
     assert code == 0
     html = (tmp_path / "o" / "audit.html").read_text()
     assert len(re.findall("data:image/png", html)) == 30 and html.count("no image") == 30
@@ -204,9 +212,10 @@ def test_cli_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--pool", "--reference", "--out", "--images", "--labels", "--reference-labels", "--label-mode",
                    "--n-lowest", "--n-highest", "--flag-fraction", "--dup-threshold", "--max-groups",
-                   "--thumb-size", "--bandwidth", "--lam", "--title", "--device", "--seed", "--progress"):
+                   "--thumb-size", "--bandwidth", "--lam", "--title", "--device", "--seed", "--progress",
+                   "--reference-images", "--class-names", "--alpha", "--per-type"):
         assert option in text
-    assert len(re.findall(r"\n  --", text)) >= 19
+    assert len(re.findall(r"\n  --", text)) >= 23
 
 
 def test_image_folder_matches_ids_by_relative_path(tmp_path):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from kairos_curate import __version__
 
 # Order is the order shown in --help.
-COMMAND_MODULES = ("value", "embed", "scenario", "audit")
+COMMAND_MODULES = ("value", "embed", "scenario", "audit", "curate")
 
 
 class UserInputError(Exception):

@@ -104,13 +104,18 @@ def test_detection_table_is_sorted_by_auroc_on_all_problems(tmp_path):
     assert table.loc[0, "any problem"] == "0.950 ± 0.000"
 
 
-def test_data_audit_section_counts_the_flags(tmp_path):
+def test_data_audit_section_counts_each_issue_type_and_shows_its_scores(tmp_path):
     root = make_report_project(tmp_path)
     assert "Not run yet" in build_capstone(root).to_html()
     audit_dir = root / "reports" / "audit"
     audit_dir.mkdir(parents=True)
     pd.DataFrame({"id": ["a", "b", "c", "d"], "value": [0.3, 0.2, 0.1, 0.0], "rank": [1, 2, 3, 4],
-                  "flag": ["", "near_duplicate_of:a", "low_value", "low_value;near_duplicate_of:a"],
+                  "is_corrupted": [False, True, False, False], "is_off_task": [False, False, True, True],
+                  "is_mislabelled": [False, False, False, False], "is_near_duplicate": [False, True, False, True],
                   "keep": [True, False, False, False]}).to_csv(audit_dir / "flags.csv", index=False)
     text = _text(build_capstone(root).to_html())
-    assert "4 samples, 2 flagged low_value, 2 flagged as near-duplicates, 1 kept" in text
+    assert "4 samples; flagged 1 corrupted, 2 off-task, 0 mislabelled, 2 near-duplicate; 1 kept" in text
+    pd.DataFrame({"issue_type": ["off_task"], "n_true": [3], "n_flagged": [2], "precision": [1.0],
+                  "recall": [0.667]}).to_csv(root / "reports" / "tables" / "audit_scores.csv", index=False)
+    html = build_capstone(root).to_html()
+    assert "the audit never read it" in html and "0.667" in html

@@ -1,7 +1,8 @@
-"""``kairos-curate audit``: a gallery of low-valued and near-duplicate pool samples, and flags.
+"""``kairos-curate audit``: name each pool sample's issue (off-task, corrupted, mislabelled,
+near-duplicate), calibrated on the clean reference; a gallery grouped by issue type, and flags.
 
-Writes ``<out>/audit.html`` (self-contained: thumbnails inlined) and ``<out>/flags.csv``
-(``id, [label,] value, rank, flag, keep``), see :func:`kairos_curate.audit.audit`.
+Writes ``<out>/audit.html`` (self-contained: thumbnails inlined) and ``<out>/flags.csv`` (one row
+per pool sample: every issue type's score, p-value and flag), see :func:`kairos_curate.audit.audit`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from kairos_curate.data.sources import ArrayImageSource, FileImageSource
 
 __all__ = ["load_image_source", "read_label_table", "register", "run"]
 
-HELP = "Audit a pool: gallery of the lowest-valued and near-duplicate samples, plus a flags CSV."
+HELP = ("Audit a pool: off-task, corrupted, likely mislabelled and near-duplicate samples, "
+        "calibrated on the clean reference; a gallery grouped by issue type, plus a flags CSV.")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -28,9 +30,13 @@ def register(subparsers: Any) -> None:
         "audit", help=HELP,
         description=HELP + " Every pool sample is valued with KAIROS against the clean reference "
         "(b = mean kernel to the reference, a = mean kernel to the pool, value = b - a, or a label "
-        "mode); the lowest values are flagged low_value; near-duplicates (embedding cosine "
-        "similarity above --dup-threshold) are grouped and all but the best-valued member of each "
-        "group are flagged near_duplicate_of:<id>. Train on the rows of flags.csv with keep == True.",
+        "mode) and gets, per issue type, a score, a conformal p-value and a flag: off_task (the "
+        "density ratio log(b/a) lower than the reference's own), corrupted (pixel noise, blur, "
+        "darkness, brightness or missing information beyond the reference images'; needs images of "
+        "both), mislabelled (the reference's kernel class posterior prefers another class; needs "
+        "labels; with the suggested class and its confidence), near_duplicate (group id and the "
+        "copy to keep). Each threshold lets about --alpha of clean samples through. The lowest "
+        "values are also flagged low_value. Train on the rows of flags.csv with keep == True.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--pool", required=True, type=Path,
@@ -44,7 +50,11 @@ def register(subparsers: Any) -> None:
                    help="thumbnails: an .npz with arrays 'ids' and 'pixels' (uint8 (N,H,W) or (N,H,W,3), "
                    "e.g. data/prepared/pixels.npz; extra ids such as other splits are ignored), or a folder "
                    "of image files matched to pool ids by relative path, relative path without "
-                   "extension, or file name stem. Without it the gallery has no pictures")
+                   "extension, or file name stem. Reference ids found there calibrate the pixel checks. "
+                   "Without it: no pixel checks, embedding-only near-duplicates, no pictures")
+    p.add_argument("--reference-images", type=Path, default=None,
+                   help="images of the reference (same formats as --images), when --images does not hold "
+                   "them; they calibrate the corrupted check and pixel near-duplicates")
     p.add_argument("--labels", type=Path, default=None,
                    help="labels: .csv/.parquet with columns id,label (e.g. data/prepared/samples.parquet). "
                    "Must cover every pool id; if it also covers every reference id it serves as "
@@ -54,13 +64,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--label-mode", choices=["auto", "none", "residual", "class_conditional"], default="auto",
                    help="auto: class_conditional when pool and reference labels are both known, else none "
                    "(value = b - a); residual: lam*(b-a) - (1-lam)*||onehot(y) - p(x)||")
+    p.add_argument("--class-names", default=None,
+                   help="display names of integer labels: comma-separated in label order (e.g. 'ant,bee'), "
+                   "or a text file with one name per line")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="share of clean samples each issue type's threshold lets through (calibrated on "
+                   "the reference; a reference of M samples cannot go below 1/(M+1))")
+    p.add_argument("--per-type", type=int, default=24, help="most severe samples shown per issue type")
     p.add_argument("--n-lowest", type=int, default=48, help="lowest-valued samples shown in the gallery")
     p.add_argument("--n-highest", type=int, default=16, help="highest-valued samples shown for contrast")
     p.add_argument("--flag-fraction", type=float, default=None,
                    help="flag this fraction of the pool (lowest values) as low_value; default: flag "
                    "exactly the --n-lowest samples shown")
-    p.add_argument("--dup-threshold", type=float, default=0.98,
-                   help="cosine similarity of embeddings above which two pool samples are near-duplicates")
+    p.add_argument("--dup-threshold", default="auto",
+                   help="'auto': near-duplicates are pool images whose 16x16 grey thumbnails (without images: "
+                   "embeddings) are more similar than any two distinct reference images; or a fixed cosine "
+                   "similarity of embeddings")
     p.add_argument("--max-groups", type=int, default=20,
                    help="near-duplicate groups shown in the page (flags.csv has all of them)")
     p.add_argument("--thumb-size", type=int, default=64, help="longest side of a thumbnail in pixels")
@@ -133,6 +152,34 @@ def load_image_source(path: Path, ids: np.ndarray) -> ArrayImageSource | FileIma
     return ArrayImageSource(all_ids[rows], pixels)
 
 
+def parse_class_names(text: str | None) -> list[str] | None:
+    """``--class-names``: a comma-separated list, or a text file with one name per line."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.suffix.lower() in (".txt", ".csv") or path.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"--class-names file {path} not found")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = [part.strip() for part in text.split(",")]
+    if not names or any(not n for n in names):
+        raise ValueError(f"--class-names {text!r}: give non-empty names, comma-separated in label order")
+    return names
+
+
+def _dup_threshold(text: str) -> float | None:
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--dup-threshold must be 'auto' or a cosine similarity in (-1, 1], got {text!r}") from None
+    if not -1.0 < value <= 1.0:
+        raise ValueError(f"--dup-threshold must be 'auto' or a cosine similarity in (-1, 1], got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kairos-curate audit``."""
     from kairos_curate.audit import audit
@@ -140,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     from kairos_curate.valuation.kernels import check_same_dim
 
     bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
+    dup_threshold = _dup_threshold(args.dup_threshold)
+    class_names = parse_class_names(args.class_names)
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a folder")
     pool_ids, pool = load_embeddings(args.pool)
@@ -171,17 +220,30 @@ def run(args: argparse.Namespace) -> int:
         labels_arg, ref_arg = (labels, ref_labels) if ref_labels is not None else (labels, None)
     if mode == "auto" and ref_arg is None:
         mode = None  # labels on one side only: feature values, labels still shown
-    images = load_image_source(args.images, pool_ids) if args.images is not None else None
+    images = None
+    if args.images is not None:
+        wanted = np.concatenate([pool_ids, ref_ids]) if args.reference_images is None else pool_ids
+        images = load_image_source(args.images, np.asarray(list(dict.fromkeys(wanted.tolist()))))
+    ref_images = load_image_source(args.reference_images, ref_ids) if args.reference_images is not None else None
+    if ref_images is not None and len(ref_images) != len(ref_ids):
+        have = set(ref_images.ids.tolist())
+        missing = [i for i in ref_ids.tolist() if i not in have]
+        raise ValueError(f"--reference-images {args.reference_images} has no image for {len(missing)} reference "
+                         f"id(s), e.g. {missing[:3]}")
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     result = audit(pool, reference, images, pool_ids, labels=labels_arg, reference_labels=ref_arg,
-                   out_dir=args.out, n_lowest=args.n_lowest, n_highest=args.n_highest,
-                   dup_threshold=args.dup_threshold, flag_fraction=args.flag_fraction, label_mode=mode,
+                   out_dir=args.out, reference_images=ref_images, reference_ids=ref_ids, class_names=class_names,
+                   alpha=args.alpha, n_per_type=args.per_type, n_lowest=args.n_lowest, n_highest=args.n_highest,
+                   dup_threshold=dup_threshold, flag_fraction=args.flag_fraction, label_mode=mode,
                    bandwidth=bandwidth, lam=args.lam, max_groups=args.max_groups, thumb_size=args.thumb_size,
                    title=args.title, device=args.device, seed=args.seed, progress=progress)
     info = result.info
     print(f"audited {info['pool']} pool samples against {info['reference']} reference samples "
-          f"(label mode {info['label_mode']}, bandwidth {info['bandwidth']:.4g}); images: {info['images']}")
-    print(f"flagged {info['low_value']} low_value, {info['dup_flagged']} near-duplicates in "
-          f"{info['dup_groups']} groups; keep {info['kept']} of {info['pool']}")
+          f"(label mode {info['label_mode']}, bandwidth {info['bandwidth']:.4g}); images: {info['images']}, "
+          f"reference images: {info['reference_images']}")
+    for _, row in result.issue_summary.iterrows():
+        state = f"{int(row['flagged'])} flagged: " if row["checked"] else ""
+        print(f"  {row['issue_type']:<15} {state}{row['rule']}")
+    print(f"also {info['low_value']} low_value ({info['flag_rule']}); keep {info['kept']} of {info['pool']}")
     print(f"wrote {result.html_path} and {result.flags_path}")
     return 0

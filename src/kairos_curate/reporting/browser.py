@@ -1,15 +1,22 @@
-"""Open an HTML file in headless Chromium, check it rendered, and take a screenshot.
+"""Open HTML files in headless Chromium, check they rendered, and take screenshots.
 
-Pure standard library: Chromium is started with ``--remote-debugging-port=0``, its DevTools
-endpoint is read from the profile's ``DevToolsActivePort`` file, and a minimal WebSocket client
-(RFC 6455 framing, client-side masking) speaks the Chrome DevTools Protocol to it. No browser is
-downloaded; the Debian package ``chromium`` (``/usr/bin/chromium``) is used, or ``$CHROMIUM``.
+Driven by Playwright (PyPI ``playwright``), pointed at an installed Chromium through
+``executable_path``: Debian's ``chromium`` (``/usr/bin/chromium``) or ``$CHROMIUM``. No
+browser is downloaded (``playwright install`` is never needed).
 
 What is checked (:class:`PageCheck`):
 
-* every ``<img>`` finished loading with ``naturalWidth > 0``;
-* no console message of level ``error``, no uncaught exception, no failed resource load
-  (DevTools ``Runtime.consoleAPICalled``, ``Runtime.exceptionThrown``, ``Log.entryAdded``).
+* every ``<img>`` finished loading and decoded (``naturalWidth > 0`` and ``img.decode()``
+  resolves); lazily loaded images are switched to eager first, so nothing below the fold is
+  skipped;
+* no console message of level ``error``, no uncaught exception, no failed request for a local
+  (``file:``/``data:``) resource;
+* the page never reaches the network: every other request is blocked and listed in
+  :attr:`PageCheck.remote_requests`. Blocked requests for the scripts that nbconvert's HTML
+  template links from a CDN (require.js, MathJax: :data:`NBCONVERT_CDN`) are tolerated - a
+  rendered notebook's text, tables and base64 PNG figures do not need them, only widgets and
+  LaTeX rendering do; any other blocked request fails the check (the page is not
+  self-contained).
 
 Command line (used to refresh the screenshots under ``reports/screenshots/``)::
 
@@ -18,27 +25,28 @@ Command line (used to refresh the screenshots under ``reports/screenshots/``)::
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
+import concurrent.futures
 import os
 import shutil
-import signal
-import socket
-import struct
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kairos_curate.io import atomic_write
 
-__all__ = ["CHROMIUM_FLAGS", "BrowserError", "PageCheck", "check_page", "find_chromium", "main"]
+__all__ = [
+    "CHROMIUM_FLAGS",
+    "NBCONVERT_CDN",
+    "BrowserError",
+    "PageCheck",
+    "check_page",
+    "check_pages",
+    "find_chromium",
+    "main",
+]
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -54,19 +62,32 @@ CHROMIUM_FLAGS = (
     "--mute-audio",
 )
 
+#: URL prefixes of the scripts nbconvert's HTML templates load from a CDN; blocking them is
+#: tolerated (listed in ``remote_requests``, not an error).
+NBCONVERT_CDN = (
+    "https://cdnjs.cloudflare.com/ajax/libs/require.js/",
+    "https://cdnjs.cloudflare.com/ajax/libs/mathjax/",
+    "https://cdn.jsdelivr.net/npm/mathjax@",
+    "https://unpkg.com/@jupyter-widgets/",
+    "https://cdn.jsdelivr.net/npm/@jupyter-widgets/",
+)
+
+_LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
+
 _IMAGE_PROBE = """
-(async () => {
+async () => {
   const imgs = Array.from(document.images);
-  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => {
-    i.addEventListener('load', r); i.addEventListener('error', r); })));
-  return JSON.stringify({
+  for (const i of imgs) { if (i.loading === 'lazy') i.loading = 'eager'; }
+  const decoded = await Promise.all(imgs.map(i => i.decode().then(() => true, () => false)));
+  return {
     title: document.title,
     height: document.documentElement.scrollHeight,
     text: (document.body ? document.body.innerText : '').slice(0, 2000),
-    images: imgs.map(i => ({src: (i.currentSrc || i.src).slice(0, 80), alt: i.alt,
-                            naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight}))
-  });
-})()
+    images: imgs.map((i, k) => ({src: (i.currentSrc || i.src).slice(0, 80), alt: i.alt,
+                                 naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight,
+                                 decoded: decoded[k]}))
+  };
+}
 """
 
 
@@ -86,11 +107,14 @@ class PageCheck:
         ``document.title``.
     images : list of dict
         One entry per ``<img>``: ``src`` (first 80 characters), ``alt``, ``naturalWidth``,
-        ``naturalHeight``.
+        ``naturalHeight``, ``decoded``.
     console_errors : list of str
-        Console errors, uncaught exceptions and failed loads, in order of arrival.
+        Console errors, uncaught exceptions, failed local loads and blocked remote requests
+        that are not tolerated, in order of arrival.
+    remote_requests : list of str
+        Every request outside ``file:``/``data:`` that was blocked (tolerated or not).
     screenshot : bytes
-        PNG of the first screen (viewport), empty if none was taken.
+        PNG of the first screen (viewport) or the whole page, empty if none was taken.
     first_screen_text : str
         The beginning of ``document.body.innerText`` (what a reader sees first).
     page_height : int
@@ -101,18 +125,19 @@ class PageCheck:
     title: str = ""
     images: list[dict[str, Any]] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    remote_requests: list[str] = field(default_factory=list)
     screenshot: bytes = b""
     first_screen_text: str = ""
     page_height: int = 0
 
     @property
     def broken_images(self) -> list[dict[str, Any]]:
-        """Images whose ``naturalWidth`` is 0 (failed to load or decode)."""
-        return [img for img in self.images if not img.get("naturalWidth")]
+        """Images that did not load or decode (``naturalWidth`` 0 or ``decode()`` rejected)."""
+        return [img for img in self.images if not img.get("naturalWidth") or not img.get("decoded", True)]
 
     @property
     def ok(self) -> bool:
-        """True when every image loaded and no console error was seen."""
+        """True when every image decoded and no console error was seen."""
         return not self.broken_images and not self.console_errors
 
 
@@ -128,198 +153,123 @@ def find_chromium() -> str | None:
     return None
 
 
-class _WebSocket:
-    """The smallest WebSocket client the DevTools protocol needs (text frames, no extensions)."""
+def _open_page(browser: Any, url: str, width: int, height: int, timeout: float, full_page: bool,
+               allow_remote: Sequence[str]) -> tuple[dict[str, Any], bytes, list[str], list[str]]:
+    errors: list[str] = []
+    remote: list[str] = []
+    blocked_ok: set[str] = set()
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1,
+                                  service_workers="block")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout * 1000)
 
-    def __init__(self, url: str, timeout: float) -> None:
-        if not url.startswith("ws://"):
-            raise BrowserError(f"unsupported DevTools URL {url!r}")
-        hostport, _, path = url[len("ws://"):].partition("/")
-        host, _, port = hostport.partition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        self.sock.sendall(request.encode())
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise BrowserError("DevTools closed the connection during the WebSocket handshake")
-            response += chunk
-        head, _, self._buffer = response.partition(b"\r\n\r\n")
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise BrowserError(f"DevTools refused the WebSocket: {head[:200]!r}")
+        def route(r: Any) -> None:
+            request_url = r.request.url
+            if request_url.startswith(_LOCAL_SCHEMES):
+                r.continue_()
+                return
+            remote.append(request_url)
+            if request_url.startswith(tuple(allow_remote)):
+                blocked_ok.add(request_url)
+            else:
+                errors.append(f"remote request blocked (the page must be self-contained): {request_url}")
+            r.abort("blockedbyclient")
 
-    def _read(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            chunk = self.sock.recv(max(65536, n - len(self._buffer)))
-            if not chunk:
-                raise BrowserError("DevTools connection closed")
-            self._buffer += chunk
-        out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out
+        def on_console(msg: Any) -> None:
+            if msg.type not in ("error", "assert"):
+                return
+            where = (msg.location or {}).get("url", "")
+            if where in blocked_ok or (where and where in remote and "ERR_BLOCKED_BY_CLIENT" in msg.text):
+                return  # the failure of a request we blocked ourselves, already judged above
+            errors.append(f"console.{msg.type}: {msg.text} {where}".strip())
 
-    def send(self, text: str) -> None:
-        payload = text.encode()
-        header = bytearray([0x81])  # FIN + text frame
-        n = len(payload)
-        if n < 126:
-            header.append(0x80 | n)
-        elif n < 1 << 16:
-            header += bytes([0x80 | 126]) + struct.pack(">H", n)
-        else:
-            header += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes(header) + mask + masked)
+        def on_failed(request: Any) -> None:
+            if request.url.startswith(_LOCAL_SCHEMES):
+                errors.append(f"failed load: {request.url} ({request.failure})")
 
-    def _send_control(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
-
-    def recv(self) -> str:
-        message = b""
-        while True:
-            b0, b1 = self._read(2)
-            opcode, n = b0 & 0x0F, b1 & 0x7F
-            if n == 126:
-                (n,) = struct.unpack(">H", self._read(2))
-            elif n == 127:
-                (n,) = struct.unpack(">Q", self._read(8))
-            mask = self._read(4) if b1 & 0x80 else b""
-            payload = self._read(n)
-            if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            if opcode == 0x9:  # ping
-                self._send_control(0xA, payload)
-                continue
-            if opcode == 0x8:
-                raise BrowserError("DevTools closed the WebSocket")
-            if opcode in (0x0, 0x1, 0x2):
-                message += payload
-                if b0 & 0x80:
-                    return message.decode()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._send_control(0x8, b"")
-        self.sock.close()
+        page.route("**/*", route)
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: errors.append(f"uncaught exception: {exc}"))
+        page.on("requestfailed", on_failed)
+        page.goto(url, wait_until="load")
+        info: dict[str, Any] = page.evaluate(_IMAGE_PROBE)
+        png: bytes = page.screenshot(full_page=full_page, type="png")
+        page.evaluate("1")  # let late console messages arrive before the page closes
+    finally:
+        context.close()
+    return info, png, errors, remote
 
 
-class _DevTools:
-    """Synchronous DevTools session on one page target."""
+def _run(jobs: list[tuple[Path, Path | None]], binary: str, width: int, height: int, timeout: float,
+         full_page: bool, allow_remote: Sequence[str]) -> list[PageCheck]:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
 
-    def __init__(self, ws: _WebSocket) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.next_id += 1
-        call_id = self.next_id
-        self.ws.send(json.dumps({"id": call_id, "method": method, "params": params or {}}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == call_id:
-                if "error" in msg:
-                    raise BrowserError(f"DevTools {method} failed: {msg['error']}")
-                result: dict[str, Any] = msg.get("result", {})
-                return result
-            if "method" in msg:
-                self.events.append(msg)
-
-    def wait_for(self, method: str, deadline: float) -> dict[str, Any]:
-        for event in self.events:
-            if event["method"] == method:
-                return event
-        while time.monotonic() < deadline:
-            msg = json.loads(self.ws.recv())
-            if "method" in msg:
-                self.events.append(msg)
-                if msg["method"] == method:
-                    return msg
-        raise BrowserError(f"timed out waiting for {method}")
-
-
-@contextlib.contextmanager
-def _chromium(binary: str, width: int, height: int, timeout: float) -> Iterator[str]:
-    """Start headless Chromium on a fresh profile; yield the page target's WebSocket URL."""
-    # Chromium's helper processes can still be writing into the profile for a moment after the
-    # main process exits; a leftover temporary profile must not fail a page check.
+    checks = []
     with tempfile.TemporaryDirectory(prefix="kairos-chromium-", ignore_cleanup_errors=True) as profile:
-        cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-               "--remote-debugging-address=127.0.0.1", f"--window-size={width},{height}", "about:blank"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
         try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + timeout
-            while not (port_file.exists() and port_file.read_text().strip()):
-                if proc.poll() is not None:
-                    raise BrowserError(f"{binary} exited with status {proc.returncode} before DevTools started")
-                if time.monotonic() > deadline:
-                    raise BrowserError(f"{binary} did not open its DevTools port within {timeout:.0f} s")
-                time.sleep(0.05)
-            while True:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=binary, headless=True, args=list(CHROMIUM_FLAGS),
+                                             timeout=timeout * 1000, env={**os.environ, "HOME": profile})
                 try:
-                    port = int(port_file.read_text().split()[0])
-                    break
-                except (ValueError, IndexError):  # file seen mid-write
-                    if time.monotonic() > deadline:
-                        raise BrowserError(f"unreadable {port_file}") from None
-                    time.sleep(0.05)
-            page_url = None
-            while page_url is None:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as resp:
-                    targets = json.loads(resp.read())
-                page_url = next((t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page"), None)
-                if page_url is None:
-                    if time.monotonic() > deadline:
-                        raise BrowserError("Chromium opened no page target")
-                    time.sleep(0.05)
-            yield page_url
-        finally:
-            # The browser runs in its own session: end the whole process group (renderer, zygote,
-            # crash handler), not just the main process.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                    for page_path, _ in jobs:
+                        url = page_path.as_uri()
+                        info, png, errors, remote = _open_page(browser, url, width, height, timeout, full_page,
+                                                               allow_remote)
+                        checks.append(PageCheck(url=url, title=str(info["title"]), images=list(info["images"]),
+                                                console_errors=errors, remote_requests=remote, screenshot=png,
+                                                first_screen_text=str(info["text"]),
+                                                page_height=int(info["height"])))
+                finally:
+                    browser.close()
+        except PlaywrightError as err:
+            raise BrowserError(f"Chromium ({binary}) failed: {str(err).strip().splitlines()[0]}") from err
+    return checks
 
 
-def _event_errors(events: Sequence[dict[str, Any]]) -> list[str]:
-    errors = []
-    for event in events:
-        method, params = event["method"], event.get("params", {})
-        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            args = params.get("args", [])
-            errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", ""))) for a in args))
-        elif method == "Runtime.exceptionThrown":
-            details = params.get("exceptionDetails", {})
-            text = details.get("exception", {}).get("description") or details.get("text", "")
-            errors.append(f"uncaught exception: {text}")
-        elif method == "Log.entryAdded":
-            entry = params.get("entry", {})
-            if entry.get("level") == "error":
-                errors.append(f"{entry.get('source', 'log')}: {entry.get('text', '')} {entry.get('url', '')}".strip())
-    return errors
+def check_pages(pages: Sequence[str | os.PathLike[str] | tuple[str | os.PathLike[str], str | os.PathLike[str] | None]],
+                *, width: int = 1280, height: int = 900, chromium: str | None = None, timeout: float = 60.0,
+                full_page: bool = False, allow_remote: Sequence[str] = NBCONVERT_CDN) -> list[PageCheck]:
+    """:func:`check_page` for several pages in one browser session (one start-up for all).
+
+    ``pages`` holds HTML paths, or ``(html_path, screenshot_path_or_None)`` pairs.
+    """
+    jobs: list[tuple[Path, Path | None]] = []
+    for item in pages:
+        html_path, shot = (item if isinstance(item, tuple) else (item, None))
+        page = Path(html_path).resolve()
+        if not page.exists():
+            raise FileNotFoundError(f"HTML file {page} not found")
+        jobs.append((page, Path(shot) if shot is not None else None))
+    binary = chromium or find_chromium()
+    if binary is None:
+        raise FileNotFoundError("no Chromium found: install Debian's `chromium` (apt-get install -y chromium) "
+                                "or set $CHROMIUM to a Chromium/Chrome binary")
+    if not jobs:
+        return []
+    # Playwright's sync API refuses to run where an asyncio loop is running (a Jupyter kernel, as
+    # when papermill runs the report notebook): a worker thread has no loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        checks = pool.submit(_run, jobs, binary, width, height, timeout, full_page, allow_remote).result()
+    for (_, shot), check in zip(jobs, checks, strict=True):
+        if shot is not None:
+            with atomic_write(shot, "wb") as handle:
+                handle.write(check.screenshot)
+    return checks
 
 
 def check_page(html_path: str | os.PathLike[str], screenshot: str | os.PathLike[str] | None = None, *,
                width: int = 1280, height: int = 900, chromium: str | None = None,
-               timeout: float = 60.0, full_page: bool = False) -> PageCheck:
+               timeout: float = 60.0, full_page: bool = False,
+               allow_remote: Sequence[str] = NBCONVERT_CDN) -> PageCheck:
     """Open ``html_path`` in headless Chromium and report images, console errors and a screenshot.
 
     Parameters
     ----------
     html_path
-        The HTML file to open (as a ``file://`` URL).
+        The HTML file to open (as a ``file://`` URL): a report, the audit gallery, or an
+        nbconvert HTML export of a rendered notebook.
     screenshot
         Where to write the PNG screenshot (atomically); ``None`` keeps it in memory only.
     width, height
@@ -330,6 +280,9 @@ def check_page(html_path: str | os.PathLike[str], screenshot: str | os.PathLike[
         Seconds to wait for the browser to start and for the page to load.
     full_page
         Capture the whole page instead of the first screen.
+    allow_remote
+        URL prefixes whose (always blocked) requests are tolerated; default :data:`NBCONVERT_CDN`.
+        Pass ``()`` to fail on any remote request.
 
     Returns
     -------
@@ -343,53 +296,8 @@ def check_page(html_path: str | os.PathLike[str], screenshot: str | os.PathLike[
     BrowserError
         Chromium did not start or answer in time.
     """
-    page = Path(html_path).resolve()
-    if not page.exists():
-        raise FileNotFoundError(f"HTML file {page} not found")
-    binary = chromium or find_chromium()
-    if binary is None:
-        raise FileNotFoundError("no Chromium found: install Debian's `chromium` (apt-get install -y chromium) "
-                                "or set $CHROMIUM to a Chromium/Chrome binary")
-    url = page.as_uri()
-    try:
-        info, png, errors = _run_page(binary, url, width, height, timeout, full_page)
-    except (OSError, json.JSONDecodeError) as err:  # socket timeouts, refused connections, truncated replies
-        raise BrowserError(f"Chromium ({binary}) did not answer while opening {url}: {err}") from err
-    if screenshot is not None:
-        with atomic_write(screenshot, "wb") as handle:
-            handle.write(png)
-    return PageCheck(url=url, title=str(info["title"]), images=list(info["images"]), console_errors=errors,
-                     screenshot=png, first_screen_text=str(info["text"]), page_height=int(info["height"]))
-
-
-def _run_page(binary: str, url: str, width: int, height: int, timeout: float,
-              full_page: bool) -> tuple[dict[str, Any], bytes, list[str]]:
-    with _chromium(binary, width, height, timeout) as ws_url:
-        ws = _WebSocket(ws_url, timeout)
-        try:
-            tools = _DevTools(ws)
-            for domain in ("Page", "Runtime", "Log"):
-                tools.call(f"{domain}.enable")
-            tools.call("Emulation.setDeviceMetricsOverride",
-                       {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-            tools.call("Page.navigate", {"url": url})
-            tools.wait_for("Page.loadEventFired", time.monotonic() + timeout)
-            probe = tools.call("Runtime.evaluate", {"expression": _IMAGE_PROBE, "awaitPromise": True,
-                                                    "returnByValue": True})
-            if "exceptionDetails" in probe:
-                raise BrowserError(f"page probe failed: {probe['exceptionDetails']}")
-            info = json.loads(probe["result"]["value"])
-            shot_params: dict[str, Any] = {"format": "png"}
-            if full_page:
-                shot_params["captureBeyondViewport"] = True
-                shot_params["clip"] = {"x": 0, "y": 0, "width": width, "height": int(info["height"]), "scale": 1}
-            png = base64.b64decode(tools.call("Page.captureScreenshot", shot_params)["data"])
-            # Give late console messages a moment to arrive, then drain them.
-            tools.call("Runtime.evaluate", {"expression": "1"})
-            errors = _event_errors(tools.events)
-        finally:
-            ws.close()
-    return info, png, errors
+    return check_pages([(html_path, screenshot)], width=width, height=height, chromium=chromium, timeout=timeout,
+                       full_page=full_page, allow_remote=allow_remote)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -400,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args and args[0] in ("-h", "--help") else 2
     check = check_page(args[0], args[1] if len(args) > 1 else None)
     print(f"{check.url}: {len(check.images)} images, {len(check.broken_images)} broken, "
-          f"{len(check.console_errors)} console errors")
+          f"{len(check.console_errors)} console errors, {len(check.remote_requests)} remote requests blocked")
     for err in check.console_errors:
         print(f"  {err}")
     return 0 if check.ok else 1

@@ -275,16 +275,24 @@ def _audit(base: Path) -> Section:
                "--images data/prepared/pixels.npz --out reports/audit`")
     if not flags_path.exists():
         return Section("Data audit", [f"Not run yet. The poster's future work, an automated auditing layer that "
-                                      f"flags low-value samples before training: {command}."])
+                                      f"names each sample's problem before training: {command}."])
     flags = pd.read_csv(flags_path)
-    reasons = flags["flag"].fillna("").astype(str)
-    return Section("Data audit", [
-        f"The poster's future work, an automated auditing layer: {command} writes a gallery of the lowest-valued "
-        "and near-duplicate pool samples ([audit/audit.html](audit/audit.html)) and `flags.csv`. Last audit: "
-        f"{len(flags)} samples, {int(reasons.str.contains('low_value').sum())} flagged low_value, "
-        f"{int(reasons.str.contains('near_duplicate_of').sum())} flagged as near-duplicates, "
-        f"{int(flags['keep'].astype(bool).sum())} kept.",
-    ])
+    counts = ", ".join(f"{int(flags[f'is_{t}'].astype(bool).sum())} {t.replace('_', '-')}"
+                       for t in ("corrupted", "off_task", "mislabelled", "near_duplicate") if f"is_{t}" in flags)
+    blocks: list[Any] = [
+        f"The poster's future work, an automated auditing layer: {command} names each pool sample's problem - "
+        "corrupted, off-task, likely mislabelled (with the suggested label), near-duplicate - each flag calibrated on "
+        "the clean reference so that about the same small share of clean samples is flagged per type "
+        "([audit/audit.html](audit/audit.html), `flags.csv`). Last audit: "
+        f"{len(flags)} samples; flagged {counts}; {int(flags['keep'].astype(bool).sum())} kept.",
+    ]
+    scores_path = base / PATHS.tables / "audit_scores.csv"
+    if scores_path.exists():
+        scores = pd.read_csv(scores_path)
+        blocks += ["Each type's flag against the scenario's ground truth (the audit never read it):",
+                   scores[[c for c in ("issue_type", "n_true", "n_flagged", "precision", "recall", "auroc",
+                                       "suggestion_accuracy") if c in scores.columns]]]
+    return Section("Data audit", blocks)
 
 
 def _limitations(prep: dict[str, Any], val: dict[str, Any], ft: dict[str, Any] | None,

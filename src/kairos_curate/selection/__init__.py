@@ -202,6 +202,7 @@ def select(
         quotas=choice.quotas,
         expected_share=expected,
         info=choice.info,
+        eligible=choice.eligible,
     )
 
 

@@ -78,6 +78,9 @@ class Selection:
         Label -> proportional share the warning threshold refers to.
     info : dict
         Policy-specific diagnostics (e.g. how many samples a gate let in per class).
+    eligible : numpy.ndarray or None
+        ``(N,)`` bool: the rows the policy let compete for the budget (``None``: all); a row
+        outside it was dropped by the policy's gate, not by the budget.
     """
 
     indices: np.ndarray
@@ -89,6 +92,7 @@ class Selection:
     quotas: dict[Any, int] | None = None
     expected_share: dict[Any, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    eligible: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -108,6 +112,7 @@ class Selection:
             "expected_share": {str(c): float(s) for c, s in self.expected_share.items()},
             "warnings": list(self.warnings),
             "info": _json_ready(self.info),
+            "eligible": None if self.eligible is None else int(self.eligible.sum()),
         }
 
 
@@ -186,6 +191,8 @@ class PolicyChoice:
     quotas: dict[Any, int] | None = None
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: ``(N,)`` bool: rows the policy let compete (its gate); ``None`` = every row.
+    eligible: np.ndarray | None = None
 
 
 #: Base of every policy's parameter model: strict, unknown keys rejected.

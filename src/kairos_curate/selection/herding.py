@@ -69,7 +69,10 @@ class Herding(SelectionPolicy):
             by_class = {c: v[: math.ceil(len(v) * keep)] for c, v in by_class.items()}
         quotas, more = class_quotas(ctx, k, by_class)
         chosen = herd(by_class, quotas, ctx)
-        return PolicyChoice(indices=chosen, quotas=quotas, notes=notes + more)
+        eligible = np.zeros(ctx.n, dtype=bool)
+        for rows in by_class.values():
+            eligible[rows] = True
+        return PolicyChoice(indices=chosen, quotas=quotas, notes=notes + more, eligible=eligible)
 
 
 def herd(by_class: dict[Any, np.ndarray], quotas: dict[Any, int], ctx: SelectionContext) -> np.ndarray:

@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from kairos_curate.config import PATHS
+from kairos_curate.data.scenario import load_scenario
+from kairos_curate.io import atomic_path
 from kairos_curate.stages.inputs import load_prepared
 from kairos_curate.stages.params import ReportStage, load_stage_params
 
@@ -21,25 +23,33 @@ __all__ = ["check_pages", "load", "run", "run_audit"]
 
 
 def run_audit(root: Path, flag_fraction: float, seed: int) -> Path:
-    """Audit the prepared pool (gallery + ``flags.csv`` in ``reports/audit``); never reads the truth."""
+    """Audit the prepared pool (gallery + ``flags.csv`` in ``reports/audit``), then score each issue
+    type's flag against the truth table (``reports/tables/audit_scores.csv``). The audit itself
+    sees only what a user has; the truth is read afterwards, to score it."""
     from kairos_curate.audit import audit
+    from kairos_curate.audit_scoring import score_audit
 
     data = load_prepared(root)
-    result = audit(data.pool_x, data.ref_x, data.scenario.source("pool"), data.pool_ids, labels=data.pool_labels,
-                   reference_labels=data.ref_labels, out_dir=root / "reports" / "audit", flag_fraction=flag_fraction,
-                   title="KAIROS data audit: the prepared pool", seed=seed)
+    scenario = data.scenario
+    result = audit(data.pool_x, data.ref_x, scenario.source("pool"), data.pool_ids, labels=data.pool_labels,
+                   reference_labels=data.ref_labels, reference_images=scenario.source("reference"),
+                   reference_ids=scenario.table("reference")["id"].to_numpy(dtype=str),
+                   class_names=scenario.class_names, out_dir=root / "reports" / "audit",
+                   flag_fraction=flag_fraction, title="KAIROS data audit: the prepared pool", seed=seed)
+    truth = load_scenario(root / PATHS.prepared, root / PATHS.truth).truth
+    with atomic_path(root / PATHS.tables / "audit_scores.csv") as tmp:
+        score_audit(result.table, truth).to_csv(tmp, index=False)
     return Path(result.html_path)
 
 
 def check_pages(pages: list[tuple[Path, Path]]) -> None:
     """Open each ``(page, screenshot)`` in headless Chromium; raise naming the first page that fails."""
-    from kairos_curate.reporting.browser import check_page, find_chromium
+    from kairos_curate.reporting import browser
 
-    if find_chromium() is None:
+    if browser.find_chromium() is None:
         raise FileNotFoundError("report.screenshot is true but no Chromium was found: run `make setup` "
                                 "(installs Debian's chromium), set $CHROMIUM, or set report.screenshot: false")
-    for page, shot in pages:
-        check = check_page(page, shot)
+    for (page, _), check in zip(pages, browser.check_pages(pages), strict=True):
         print(f"browser check of {page.name}: {len(check.images)} images, {len(check.broken_images)} broken, "
               f"{len(check.console_errors)} console errors")
         if not check.ok:
