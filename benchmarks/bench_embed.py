@@ -10,7 +10,7 @@
 Runs are interleaved and repeated; the best of the repeats is reported (other processes on a
 shared machine only ever slow a run down). The target is full >= 90% of forward-only.
 
-``GLIBC_TUNABLES`` (large malloc mmap/trim thresholds, see DESIGN.md) must be in the
+``GLIBC_TUNABLES`` (large malloc mmap/trim thresholds; the Makefile sets them) must be in the
 environment before the process starts, so the script re-executes itself with it unless it is
 already set or ``--no-reexec`` is given.
 

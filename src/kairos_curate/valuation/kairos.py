@@ -1,6 +1,6 @@
 """KAIROS values: MMD-based valuation of a pool against a reference (exact, blocked).
 
-See ``DESIGN.md`` ("KAIROS, precisely"). With the RBF kernel ``k``:
+With the RBF kernel ``k(x, y) = exp(-||x - y||^2 / (2 sigma^2))``:
 
 * ``b_i = mean_j k(x_i, z_j)`` (closeness to the reference),
 * ``a_i = mean_k k(x_i, x_k)`` over the pool, self included (redundancy),
