@@ -14,6 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_embedding_cache(tmp_path_factory):
+    """`kairos-curate embed` caches by default under ~/.cache; tests use a throw-away folder."""
+    previous = os.environ.get("KAIROS_CACHE_DIR")
+    os.environ["KAIROS_CACHE_DIR"] = str(tmp_path_factory.mktemp("kairos-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("KAIROS_CACHE_DIR", None)
+    else:
+        os.environ["KAIROS_CACHE_DIR"] = previous
+
+
 def _have_fashion_mnist() -> bool:
     return (Path(os.environ.get("KAIROS_FASHION_MNIST_DIR", DEFAULT_DIR)) / "train-images-idx3-ubyte.gz").exists()
 
