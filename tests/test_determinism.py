@@ -1,0 +1,128 @@
+"""Fine-tuning is a function of its inputs and seed: bit-identical across processes and thread setups.
+
+The drift between two `make repro` runs came from numerics, not from unseeded randomness: the
+number of intra-op threads changes the order of the reductions in oneDNN/MKL and training
+amplifies the last bits (see kairos_curate.training.determinism). Here two fresh processes whose
+default thread counts differ (OMP_NUM_THREADS=1 vs 3) fine-tune the same tiny configuration,
+stem features included, and must agree on every metric bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r"""
+import hashlib, json, sys
+import numpy as np
+import torch
+from kairos_curate.data.sources import ArrayImageSource
+from kairos_curate.training import finetune
+from kairos_curate.training.backbones import load_backbone
+from kairos_curate.training.finetune import FinetuneConfig, compute_stem_features, train_run
+
+# Instrument: a digest of every probability the run computes (validation after each epoch, then
+# test), so that a difference in the last bit of any model anywhere in the run shows.
+digest = hashlib.sha256()
+predict = finetune._predict
+def recording_predict(*args, **kwargs):
+    probs = predict(*args, **kwargs)
+    digest.update(probs.tobytes())
+    return probs
+finetune._predict = recording_predict
+
+threads = int(sys.argv[1])
+rng = np.random.default_rng(0)
+n, classes = 120, 3
+labels = np.arange(n) % classes
+pixels = rng.integers(0, 60, (n, 32, 32, 3), dtype=np.uint8)
+for i, c in enumerate(labels):  # a bright bar whose position depends on the class, plus noise
+    pixels[i, 4 + 9 * c: 10 + 9 * c, 3:29] += np.uint8(150)
+source = ArrayImageSource([f"s{i}" for i in range(n)], pixels)
+backbone = load_backbone("efficientnet-lite0", image_size=32)
+features = compute_stem_features(backbone, source, batch_size=32, progress=False, threads=threads)
+out = {"default_threads": torch.get_num_threads(),
+       "features_sha": hashlib.sha256(features.contiguous().numpy().tobytes()).hexdigest()}
+for method in ("lora", "partial"):
+    config = FinetuneConfig(method=method, epochs=3, batch_size=16, learning_rate=1e-2, threads=threads)
+    res = train_run(backbone, features, labels, np.arange(90), features[90:], labels[90:], classes, config, seed=7)
+    row = res.as_dict()
+    row.pop("train_time_s")
+    out[method] = {k: repr(v) for k, v in row.items()}  # repr: every bit of a float
+    out[method]["probabilities_sha"] = digest.hexdigest()
+print(json.dumps(out))
+"""
+
+
+def _run(threads: int, omp: str | None) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+        if omp is not None:
+            env[name] = omp
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(threads)], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, dict]:
+    return {"pinned, 1 default thread": _run(2, "1"), "pinned, machine default": _run(2, None),
+            "unpinned, 1 thread": _run(0, "1")}
+
+
+def test_two_processes_with_different_default_threads_agree_bit_for_bit(runs):
+    a, b = runs["pinned, 1 default thread"], runs["pinned, machine default"]
+    assert a["default_threads"] == 1
+    assert a["features_sha"] == b["features_sha"]
+    for method in ("lora", "partial"):
+        assert a[method] == b[method], method  # every metric and probability, every bit (no timings)
+    assert float(a["lora"]["accuracy"]) > 1 / 3  # it learned something: not a degenerate case
+
+
+def test_the_comparison_can_fail_without_pinned_threads(runs):
+    """Control: the same run left at one thread (what torch picks on a 1-CPU container) differs in
+    its last bits from the pinned 2-thread run, so the test above would catch an unpinned run."""
+    pinned, unpinned = runs["pinned, 1 default thread"], runs["unpinned, 1 thread"]
+    assert unpinned["default_threads"] == 1
+    assert pinned["lora"]["probabilities_sha"] != unpinned["lora"]["probabilities_sha"]
+
+
+def test_run_restores_the_callers_torch_settings():
+    from kairos_curate.training.determinism import deterministic
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    with deterministic(1, seed=3):
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        first = torch.rand(3)
+    with deterministic(1, seed=3):
+        assert torch.equal(torch.rand(3), first)
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+    with pytest.raises(ValueError, match="threads"), deterministic(-1):
+        pass
+
+
+def test_stem_features_do_not_depend_on_the_batch_an_image_falls_in():
+    """Padding every forward pass to a full batch: the last, short batch is computed like the others
+    (at one thread oneDNN otherwise picks another algorithm for a small batch)."""
+    from kairos_curate.data.sources import ArrayImageSource
+    from kairos_curate.training.backbones import load_backbone
+    from kairos_curate.training.finetune import compute_stem_features
+
+    backbone = load_backbone("efficientnet-lite0", image_size=32)
+    rng = np.random.default_rng(1)
+    source = ArrayImageSource([f"i{k}" for k in range(40)], rng.integers(0, 256, (40, 20, 20), dtype=np.uint8))
+    whole = compute_stem_features(backbone, source, batch_size=16, progress=False, threads=1)
+    tail = compute_stem_features(backbone, source.subset(np.arange(37, 40)), batch_size=16, progress=False,
+                                 threads=1)
+    assert torch.equal(whole[37:], tail)
