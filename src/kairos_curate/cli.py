@@ -61,10 +61,11 @@ def flag_message(message: str, flag_names: dict[str, str]) -> str:
     """Replace library argument names in ``message`` by the CLI flags the user typed.
 
     Only identifiers that cannot be ordinary words are replaced (``pool_labels``,
-    ``labels=...``, ``memory_budget_bytes``): ``flag_names`` maps them to flags.
+    ``labels=...``, ``memory_budget_bytes``): ``flag_names`` maps them to flags. A name that is
+    part of a path or file name (``data/pool_labels.csv``) is left alone.
     """
     for name, flag in sorted(flag_names.items(), key=lambda kv: -len(kv[0])):
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, message)
+        message = re.sub(rf"(?<![\w./\\-]){re.escape(name)}(?![\w/\\-]|\.\w)", flag, message)
     return message
 
 

@@ -147,8 +147,8 @@ def check_input_file(path: str | os.PathLike[str], name: str, what: str = "file"
     if not p.is_file():
         raise ValueError(f"{name} {p} is not a regular file (a device or pipe?); pass a {what}")
     if p.stat().st_size == 0:
-        raise ValueError(f"{name} {p} is empty (0 bytes); it cannot be a {what}: "
-                         "regenerate it (an interrupted copy or write?)")
+        raise ValueError(f"{name} {p} is empty (0 bytes); regenerate it or pass the right {what} "
+                         "(an interrupted copy or write?)")
     return p
 
 
@@ -412,7 +412,7 @@ def load_embeddings(path: str | os.PathLike[str], name: str | None = None) -> tu
         raise ValueError(f"{where} holds no embeddings (shape {emb.shape}); embed some images first")
     uniq, counts = np.unique(ids, return_counts=True)
     if uniq.shape[0] != ids.shape[0]:
-        dup = uniq[counts > 1][0]
+        dup = str(uniq[counts > 1][0])
         rows = np.flatnonzero(ids == dup)[:3].tolist()
         raise ValueError(f"{where}: ids are not unique ({int((counts > 1).sum())} repeated, e.g. "
                          f"{dup!r} at rows {rows}); give every row its own id")

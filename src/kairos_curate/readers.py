@@ -217,7 +217,8 @@ def list_image_files(folder: str | os.PathLike[str], option: str = "--images") -
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        # a dangling symlink is kept, so that it is reported as missing rather than ignored
+        if path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists())):
             files.append(path)
     if not files:
         raise FileNotFoundError(
@@ -299,7 +300,7 @@ def open_images(path: str | os.PathLike[str], option: str = "--images") -> Array
         raise ValueError(f"{option} {p}: {ids.shape[0]} ids for {pixels.shape[0]} images; one id per image")
     uniq, counts = np.unique(ids, return_counts=True)
     if uniq.shape[0] != ids.shape[0]:
-        raise ValueError(f"{option} {p}: ids are not unique (e.g. {uniq[counts > 1][0]!r}); give every "
+        raise ValueError(f"{option} {p}: ids are not unique (e.g. {str(uniq[counts > 1][0])!r}); give every "
                          "image its own id")
     return ArrayImageSource(ids, pixels)
 

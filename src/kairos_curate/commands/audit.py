@@ -22,6 +22,8 @@ from kairos_curate.commands.common import (
     check_device,
     check_fraction,
     check_inputs_exist,
+    check_not_constant,
+    check_same_dimension,
     check_seed,
     progress_enabled,
 )
@@ -136,11 +138,11 @@ def run(args: argparse.Namespace) -> int:
     from kairos_curate.audit import audit
     from kairos_curate.io import load_embeddings
     from kairos_curate.valuation.bandwidth import check_bandwidth
-    from kairos_curate.valuation.kernels import check_same_dim
 
     pool_ids, pool = load_embeddings(args.pool, "--pool")
     ref_ids, reference = load_embeddings(args.reference, "--reference")
-    check_same_dim(pool.shape[1], reference.shape[1], pool_name="--pool")
+    check_same_dimension(pool, reference, args.pool, args.reference)
+    check_not_constant(pool, "--pool", args.pool)
     labels = ref_labels = None
     if args.labels is not None:
         table = read_label_table(args.labels, "--labels")

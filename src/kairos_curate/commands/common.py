@@ -19,6 +19,8 @@ __all__ = [
     "check_device",
     "check_fraction",
     "check_inputs_exist",
+    "check_not_constant",
+    "check_same_dimension",
     "check_seed",
     "progress_enabled",
     "suffix_choice",
@@ -76,6 +78,22 @@ def check_inputs_exist(inputs: dict[str, Path | None]) -> None:
     for flag, path in inputs.items():
         if path is not None:
             check_input_file(path, flag)
+
+
+def check_same_dimension(pool: Any, reference: Any, pool_path: Path, reference_path: Path) -> None:
+    """Raise when pool and reference embeddings have different widths (different encoders)."""
+    if pool.shape[1] != reference.shape[1]:
+        raise ValueError(f"--pool has dimension {pool.shape[1]} ({pool_path}) but --reference has "
+                         f"{reference.shape[1]} ({reference_path}); embed both with the same encoder")
+
+
+def check_not_constant(matrix: Any, flag: str, path: Path) -> None:
+    """Raise when every row of an embedding matrix is the same vector (nothing to value)."""
+    import numpy as np
+
+    if matrix.shape[0] > 1 and float(np.ptp(matrix, axis=0).max()) == 0.0:
+        raise ValueError(f"{flag} {path}: all {matrix.shape[0]} rows are the same embedding, so there is "
+                         "nothing to value or rank; were the images blank or identical? re-embed them")
 
 
 def progress_enabled(choice: bool | None, stream: Any) -> bool:

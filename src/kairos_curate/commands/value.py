@@ -25,6 +25,8 @@ from kairos_curate.commands.common import (
     check_device,
     check_fraction,
     check_inputs_exist,
+    check_not_constant,
+    check_same_dimension,
     check_seed,
     progress_enabled,
     suffix_choice,
@@ -234,12 +236,12 @@ def run(args: argparse.Namespace) -> int:
     from kairos_curate.selection import select
     from kairos_curate.valuation import kairos_values
     from kairos_curate.valuation.bandwidth import check_bandwidth
-    from kairos_curate.valuation.kernels import check_same_dim
 
     out: Path = args.out
     pool_ids, pool = load_embeddings(args.pool, "--pool")
     ref_ids, reference = load_embeddings(args.reference, "--reference")
-    check_same_dim(pool.shape[1], reference.shape[1], pool_name="--pool")
+    check_same_dimension(pool, reference, args.pool, args.reference)
+    check_not_constant(pool, "--pool", args.pool)
     if args.top_k is not None and args.top_k > pool.shape[0]:
         raise ValueError(f"--top-k {args.top_k} is larger than the pool ({pool.shape[0]} samples in "
                          f"{args.pool}); use at most {pool.shape[0]} or --top-frac")

@@ -175,7 +175,8 @@ class FileImageSource:
         except UnreadableImageError:
             raise
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing") from None
+            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing; restore it or "
+                                    "remove it from the dataset") from None
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             raise UnreadableImageError(
                 f"cannot decode image {path} (id {self._ids[index]}): {err}; "
@@ -187,7 +188,8 @@ class FileImageSource:
         try:
             return hashlib.sha1(path.read_bytes()).hexdigest()
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing") from None
+            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing; restore it or "
+                                    "remove it from the dataset") from None
         except OSError as err:  # permissions, a folder named like an image, I/O errors
             raise UnreadableImageError(
                 f"cannot read image {path} (id {self._ids[index]}): {err.strerror or err}; "

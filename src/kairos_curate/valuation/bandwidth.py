@@ -65,6 +65,9 @@ def median_bandwidth(
     """
     dist = _pair_distances(pool, reference, max_pairs=max_pairs, seed=seed)
     sigma = float(np.median(dist))
+    if not (dist > 0).any():
+        raise ValueError("every sampled pair of embeddings is identical (distance 0): there is "
+                         "nothing to value; check that the embeddings are not all the same row")
     if not sigma > 0:
         raise ValueError(
             "median pairwise distance is 0 (most sampled pairs are duplicate rows); "
