@@ -126,3 +126,16 @@ def test_stem_features_do_not_depend_on_the_batch_an_image_falls_in():
     tail = compute_stem_features(backbone, source.subset(np.arange(37, 40)), batch_size=16, progress=False,
                                  threads=1)
     assert torch.equal(whole[37:], tail)
+
+
+def test_tail_pooling_matches_adaptive_avg_pool_bit_for_bit():
+    """The tails pool with a plain mean (deterministic on CUDA); on the CPU it is the same function."""
+    from kairos_curate.training.backbones import _GlobalAvgPool
+
+    x = torch.randn(17, 1280, 3, 3, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    a, b = torch.nn.AdaptiveAvgPool2d(1)(x), _GlobalAvgPool()(y)
+    grad = torch.randn_like(a)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.autograd.grad(a, x, grad)[0], torch.autograd.grad(b, y, grad)[0])

@@ -76,6 +76,18 @@ def _freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+class _GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions, ``(N, C, H, W) -> (N, C, 1, 1)``.
+
+    Same bits as ``nn.AdaptiveAvgPool2d(1)`` on the CPU (forward and backward, tested), but its
+    backward has a deterministic CUDA implementation: ``adaptive_avg_pool2d``'s has none, so a
+    training run under ``torch.use_deterministic_algorithms(True)`` would stop on a GPU.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 class _EfficientNetStem(nn.Module):
     def __init__(self, net: Any) -> None:
         super().__init__()
@@ -102,7 +114,7 @@ class _EfficientNetTail(nn.Module):
         self.conv_head = conv
         self.bn1 = net._bn1
         self.act = net._swish
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = _GlobalAvgPool()
         self.fc = nn.Linear(old.out_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,7 +192,7 @@ class _ResNetTail(nn.Module):
     def __init__(self, net: Any, num_classes: int) -> None:
         super().__init__()
         self.layer4 = net.layer4
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = _GlobalAvgPool()
         self.fc = nn.Linear(net.fc.in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
