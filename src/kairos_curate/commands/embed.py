@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,11 @@ def _validate(args: argparse.Namespace) -> Path | None:
     if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
         raise ValueError(f"--cache-dir {cache_dir} is a file, not a folder; give a folder (it is "
                          "created if missing) or --no-cache")
+    if cache_dir is not None:
+        existing = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+        if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+            raise ValueError(f"--cache-dir {cache_dir} cannot be created or written ({existing} is not a "
+                             "writable folder); give another --cache-dir, set KAIROS_CACHE_DIR, or --no-cache")
     inputs: dict[str, Path | None] = {"--images": images, "--weights": args.weights}
     outputs = {"--out": args.out}
     if args.skip_unreadable:
@@ -166,7 +172,9 @@ def handle(args: argparse.Namespace) -> int:
             skip_unreadable=args.skip_unreadable,
             stats=stats,
         )
-    except OSError as err:  # an unreadable image without --skip-unreadable
+    except OSError as err:
+        if not stats.failures:  # not an image's fault (e.g. the disk): report it as it is
+            raise
         kept = (f"; the {stats.from_cache + stats.written} images embedded so far are cached in "
                 f"{cache_dir} and a re-run resumes" if cache_dir is not None else "")
         raise type(err)(f"{err}{kept}; or pass --skip-unreadable to embed the rest and list the "
