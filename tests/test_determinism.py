@@ -1,10 +1,13 @@
-"""Fine-tuning is a function of its inputs and seed: bit-identical across processes and thread setups.
+"""Fine-tuning is a function of its inputs and seed: bit-identical across processes, threads and CPUs.
 
 The drift between two `make repro` runs came from numerics, not from unseeded randomness: the
-number of intra-op threads changes the order of the reductions in oneDNN/MKL and training
-amplifies the last bits (see kairos_curate.training.determinism). Here two fresh processes whose
-default thread counts differ (OMP_NUM_THREADS=1 vs 3) fine-tune the same tiny configuration,
-stem features included, and must agree on every metric bit for bit.
+CPU's instruction set (AVX-512 or not) and the number of intra-op threads change the order of
+the reductions in ATen/oneDNN/MKL, and training amplifies the last bits (see
+kairos_curate.training.determinism). Here fresh processes that differ in their default thread
+count and in the instruction set the host offers (simulated by capping it from outside, as on a
+CPU without AVX-512) fine-tune the same tiny configuration, stem features included, and must agree
+on every metric and every computed probability, bit for bit. Two controls show that without the
+pins the same comparison fails.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ SCRIPT = r"""
 import hashlib, json, sys
 import numpy as np
 import torch
+from kairos_curate.training.determinism import pin_cpu_isa
+
+threads, pin = int(sys.argv[1]), sys.argv[2] == "pin"
+if pin:
+    assert pin_cpu_isa("avx2")  # first thing, as the finetune stage does
 from kairos_curate.data.sources import ArrayImageSource
 from kairos_curate.training import finetune
 from kairos_curate.training.backbones import load_backbone
@@ -40,7 +48,6 @@ def recording_predict(*args, **kwargs):
     return probs
 finetune._predict = recording_predict
 
-threads = int(sys.argv[1])
 rng = np.random.default_rng(0)
 n, classes = 120, 3
 labels = np.arange(n) % classes
@@ -48,9 +55,9 @@ pixels = rng.integers(0, 60, (n, 32, 32, 3), dtype=np.uint8)
 for i, c in enumerate(labels):  # a bright bar whose position depends on the class, plus noise
     pixels[i, 4 + 9 * c: 10 + 9 * c, 3:29] += np.uint8(150)
 source = ArrayImageSource([f"s{i}" for i in range(n)], pixels)
-backbone = load_backbone("efficientnet-lite0", image_size=32)
+backbone = load_backbone("efficientnet-lite0", image_size=64)  # 2x2 maps: at 1x1 AVX2 and AVX-512 agree
 features = compute_stem_features(backbone, source, batch_size=32, progress=False, threads=threads)
-out = {"default_threads": torch.get_num_threads(),
+out = {"default_threads": torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
        "features_sha": hashlib.sha256(features.contiguous().numpy().tobytes()).hexdigest()}
 for method in ("lora", "partial"):
     config = FinetuneConfig(method=method, epochs=3, batch_size=16, learning_rate=1e-2, threads=threads)
@@ -63,39 +70,76 @@ print(json.dumps(out))
 """
 
 
-def _run(threads: int, omp: str | None) -> dict:
+ISA_CAP = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def _run(threads: int, pin: bool, omp: str | None, host_caps: dict[str, str] | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", *ISA_CAP):
         env.pop(name, None)
-        if omp is not None:
-            env[name] = omp
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(threads)], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    if omp is not None:
+        env.update(OMP_NUM_THREADS=omp, MKL_NUM_THREADS=omp)
+    env.update(host_caps or {})
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(threads), "pin" if pin else "native"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, dict]:
-    return {"pinned, 1 default thread": _run(2, "1"), "pinned, machine default": _run(2, None),
-            "unpinned, 1 thread": _run(0, "1")}
+    return {
+        "pinned, 1 default thread": _run(2, True, "1"),
+        # another host: the machine's default thread count, and no AVX-512 on offer
+        "pinned, other host": _run(2, True, None, ISA_CAP),
+        "threads not pinned": _run(0, True, "1"),
+        "instruction set not pinned": _run(2, False, "1"),
+    }
 
 
-def test_two_processes_with_different_default_threads_agree_bit_for_bit(runs):
-    a, b = runs["pinned, 1 default thread"], runs["pinned, machine default"]
-    assert a["default_threads"] == 1
+def test_processes_on_different_threads_and_cpus_agree_bit_for_bit(runs):
+    a, b = runs["pinned, 1 default thread"], runs["pinned, other host"]
+    assert a["default_threads"] == 1 and a["capability"] == b["capability"] == "AVX2"
     assert a["features_sha"] == b["features_sha"]
     for method in ("lora", "partial"):
         assert a[method] == b[method], method  # every metric and probability, every bit (no timings)
     assert float(a["lora"]["accuracy"]) > 1 / 3  # it learned something: not a degenerate case
 
 
-def test_the_comparison_can_fail_without_pinned_threads(runs):
-    """Control: the same run left at one thread (what torch picks on a 1-CPU container) differs in
-    its last bits from the pinned 2-thread run, so the test above would catch an unpinned run."""
-    pinned, unpinned = runs["pinned, 1 default thread"], runs["unpinned, 1 thread"]
+def test_the_comparison_fails_without_pinned_threads(runs):
+    """Control: left at one thread (what torch picks in a 1-CPU container) the run differs in its
+    last bits from the pinned 2-thread run, so the test above would catch an unpinned run."""
+    pinned, unpinned = runs["pinned, 1 default thread"], runs["threads not pinned"]
     assert unpinned["default_threads"] == 1
     assert pinned["lora"]["probabilities_sha"] != unpinned["lora"]["probabilities_sha"]
+
+
+def test_the_comparison_fails_without_a_pinned_instruction_set(runs):
+    """Control: with the host's own vector unit (AVX-512 here) the same run differs."""
+    native = runs["instruction set not pinned"]
+    if native["capability"] == "AVX2":
+        pytest.skip("this CPU has no AVX-512: native and pinned runs are the same")
+    assert native["lora"]["probabilities_sha"] != runs["pinned, 1 default thread"]["lora"]["probabilities_sha"]
+
+
+def test_pinning_too_late_says_so():
+    from kairos_curate.training.determinism import pin_cpu_isa
+
+    assert pin_cpu_isa("native") is False and pin_cpu_isa(None) is False
+    with pytest.raises(ValueError, match="cpu isa must be one of"):
+        pin_cpu_isa("avx9")
+    torch.ones(3).sum()  # kernels already ran in this process
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":
+        saved = {k: os.environ.get(k) for k in ISA_CAP}
+        try:
+            with pytest.warns(RuntimeWarning, match="could not pin the CPU kernels to AVX2"):
+                assert pin_cpu_isa("avx2") is False
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def test_run_restores_the_callers_torch_settings():

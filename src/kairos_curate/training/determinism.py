@@ -1,16 +1,24 @@
-"""Bit-reproducible numerics for fine-tuning: pinned threads, deterministic kernels, seeds.
+"""Bit-reproducible numerics for fine-tuning: one instruction set, pinned threads, seeds.
 
-Why this exists (measured on the 2-core CPU machines of this project, EfficientNet-Lite0 tail,
-the default ``finetune`` stage's ``full/lora`` run): with everything seeded, two processes that
-use the same number of intra-op threads give bit-identical metrics, whatever else runs on the
-machine, but the *number of threads* changes the order of the floating-point reductions in
-oneDNN's convolutions and MKL's GEMMs, and eight epochs of training amplify the last-bit
-differences into different models: accuracy 0.8928 with 2 threads, 0.9094 with 1, 0.9094 with
-3, 0.8939 with 4 (seed 0; the 3-trial means 0.8941 / 0.9009 / 0.9033 / 0.8983). The thread
-count torch picks by default is the number of CPUs the process may use, which differs between
-machines, containers and CPU affinity masks; so the stage pins it. Forcing another instruction
-set (``ONEDNN_MAX_CPU_ISA=AVX2`` or ``MKL_CBWR=AVX2``) changes the results as well: runs on CPUs
-with other vector units are not bit-comparable, which :func:`numerics_info` records.
+Why this exists (measured on this project's 2-core CPU machines, the default ``finetune`` stage,
+EfficientNet-Lite0 tail; everything was already seeded):
+
+* **The instruction set decides the last bits.** ATen, oneDNN and MKL pick their kernels by the
+  CPU's vector unit. The two repros that disagreed (``full/lora`` 0.8941 vs 0.9011,
+  ``full/partial`` 0.9065 vs 0.9057) are reproduced exactly, on one machine, by running the
+  same stage code with and without the AVX-512 kernels: capped at AVX2
+  (``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``) the three trials give 0.9011 and
+  0.9057, natively 0.8941 and 0.9065. So the second repro ran where AVX-512 was not used (a VM
+  placed on another host CPU, or one that hides AVX-512). Eight epochs amplify a difference in
+  the last bit of a reduction into a different model.
+* **So does the thread count.** With the instruction set fixed, two processes with the same
+  number of intra-op threads are bit-identical (sequential, concurrent, with perturbed
+  allocations), but 1, 2, 3 and 4 threads give ``full/lora`` seed-0 accuracies 0.9094, 0.8928,
+  0.9094, 0.8939; torch's default thread count is the number of usable CPUs.
+
+:func:`pin_cpu_isa` caps all three libraries at AVX2 (every x86-64 CPU of the last decade has
+it) and :func:`deterministic` pins the threads and enables deterministic kernels; the
+``finetune`` stage uses both, and :func:`numerics_info` records what was in effect.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +35,23 @@ import torch
 
 from kairos_curate.training.config import DEFAULT_THREADS
 
-__all__ = ["DEFAULT_THREADS", "deterministic", "numerics_info", "seed_everything"]
+__all__ = [
+    "CPU_ISA_ENV",
+    "DEFAULT_CPU_ISA",
+    "DEFAULT_THREADS",
+    "deterministic",
+    "numerics_info",
+    "pin_cpu_isa",
+    "seed_everything",
+]
+
+#: Instruction set the fine-tuning numerics are pinned to ("native": whatever the CPU has).
+DEFAULT_CPU_ISA = "avx2"
+
+#: Environment variables that cap ATen, oneDNN and MKL at one instruction set.
+CPU_ISA_ENV = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 
 
 def seed_everything(seed: int) -> None:
@@ -34,6 +59,44 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that draws from it
     torch.manual_seed(seed)
+
+
+def pin_cpu_isa(isa: str | None = DEFAULT_CPU_ISA) -> bool:
+    """Cap the CPU kernels of ATen, oneDNN and MKL at ``isa`` for the rest of the process.
+
+    The libraries read these settings when they first run a kernel, so call this before any
+    tensor computation (the ``finetune`` stage does, first thing); setting the variables of
+    :data:`CPU_ISA_ENV` before Python starts works as well.
+
+    Parameters
+    ----------
+    isa
+        ``"avx2"`` (default), or ``"native"``/``None`` to leave the libraries alone.
+
+    Returns
+    -------
+    bool
+        Whether the cap is in effect (checked on ATen's reported capability). ``False`` with a
+        ``RuntimeWarning`` when it came too late (kernels already ran in this process) or the
+        CPU lacks the instruction set: results are then only comparable with runs on the same
+        kind of CPU.
+    """
+    if isa is None or isa == "native":
+        return False
+    if isa not in CPU_ISA_ENV:
+        raise ValueError(f"cpu isa must be one of {sorted(CPU_ISA_ENV)} or 'native', got {isa!r}")
+    os.environ.update(CPU_ISA_ENV[isa])
+    in_effect = torch.backends.cpu.get_cpu_capability().lower() == isa
+    if not in_effect:
+        warnings.warn(
+            f"could not pin the CPU kernels to {isa.upper()} (this process already ran kernels as "
+            f"{torch.backends.cpu.get_cpu_capability()}, or the CPU lacks {isa.upper()}); results are "
+            f"comparable only with runs on the same kind of CPU. Set "
+            f"{' '.join(f'{k}={v}' for k, v in CPU_ISA_ENV[isa].items())} before starting Python.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return in_effect
 
 
 def numerics_info(threads: int | None = DEFAULT_THREADS) -> dict[str, Any]:
@@ -47,6 +110,7 @@ def numerics_info(threads: int | None = DEFAULT_THREADS) -> dict[str, Any]:
         "threads": int(threads) if threads else torch.get_num_threads(),
         "threads_pinned": bool(threads),
         "deterministic_algorithms": True,
+        "cpu_isa_caps": {k: os.environ[k] for k in CPU_ISA_ENV[DEFAULT_CPU_ISA] if k in os.environ},
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)

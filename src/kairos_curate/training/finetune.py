@@ -5,6 +5,14 @@ validation with the run's own seed, keeps the epoch with the best validation mac
 selection never sees the test set) and reports accuracy, macro-F1 and one-vs-rest AUC on the
 held-out test set. Train time covers the epochs (training and the validation passes used for
 model selection), not feature caching or testing.
+
+Reproducibility: a run is a function of its inputs, its config and its seed, bit for bit, on a
+given CPU type and torch version (tested across processes): the split, the head's and the LoRA
+adapters' initialisation, the batch order (a seeded generator; no DataLoader) and dropout all
+come from the seed; the intra-op thread count is pinned (``FinetuneConfig.threads``, see
+:mod:`kairos_curate.training.determinism` for why it matters); deterministic kernels are
+enforced; ties for the best validation macro-F1 go to the earliest epoch. Stem features are
+computed in full batches (padded), so an image's features do not depend on its batch.
 """
 
 from __future__ import annotations
