@@ -22,7 +22,7 @@ from PIL import Image
 
 from kairos_curate.io import load_embeddings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_IMAGES, BATCH = 48, 8
 
 INSTRUMENTED = r"""
