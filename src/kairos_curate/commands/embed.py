@@ -46,7 +46,6 @@ def register(subparsers: Any) -> None:
             "interrupted (Ctrl-C, SIGTERM, an unreadable image): run the same command again to "
             "resume."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--images",
@@ -60,18 +59,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--encoder",
         default="efficientnet-lite0",
-        help="efficientnet-lite0 | open_clip:<arch>, e.g. open_clip:ViT-L-14 | "
+        help="efficientnet-lite0 (default) | open_clip:<arch>, e.g. open_clip:ViT-L-14 | "
         "torchvision:resnet50",
     )
     parser.add_argument("--weights", type=Path, default=None, help="local checkpoint file")
     parser.add_argument(
         "--image-size", type=int, default=None, help="network input side (default: the model's)"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument(
         "--workers", type=int, default=None, help="data-loader worker processes (default: auto)"
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the encoder runs; auto = CUDA if available (default)")
     parser.add_argument(
         "--no-normalize", action="store_true", help="keep raw features (no L2 normalisation)"
     )
@@ -84,7 +84,8 @@ def register(subparsers: Any) -> None:
     cache.add_argument("--no-cache", action="store_true",
                        help="do not read or write the cache (an interrupted run starts over)")
     parser.add_argument("--flush-seconds", type=float, default=5.0,
-                        help="write finished embeddings to the cache at least this often")
+                        help="write finished embeddings to the cache at least this often, in seconds "
+                        "(default 5)")
     parser.add_argument(
         "--skip-unreadable", action="store_true",
         help="embed every readable image and list the unreadable ones (id, path, reason) in "
