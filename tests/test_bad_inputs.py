@@ -812,3 +812,34 @@ def test_library_names_become_flags_but_file_names_stay():
     assert flag_message("needs the pool labels (labels=...)", names) == "needs the pool labels (--pool-labels)"
     assert flag_message("--out data/pool_labels.csv is the same file", names) == "--out data/pool_labels.csv is the same file"
     assert flag_message("x pool_labels.csv", names) == "x pool_labels.csv"
+
+
+# ----------------------------------------------------------------------------- --force and accepted inputs
+
+
+def test_force_replaces_outputs_and_drops_a_stale_selection(ws, capsys):
+    _existing_output(ws)
+    (ws / "out" / "values.selection.json").write_text("{}")  # from an earlier run with --top-k
+    assert main(_value_argv(ws, "--force")) == 0
+    assert pd.read_parquet(ws / "out" / "values.parquet").shape[0] == N_POOL
+    assert not (ws / "out" / "values.selection.json").exists()  # it described the replaced table
+    assert "removed" in capsys.readouterr().out
+    assert main(_value_argv(ws, "--force", "--top-k", "5")) == 0
+    assert '"k": 5' in (ws / "out" / "values.selection.json").read_text()
+
+
+def test_embed_force_replaces_its_output(ws):
+    argv = [a.replace("{ws}", str(ws)) for a in EOUT]
+    assert main(argv) == 0
+    assert main(argv) == 2  # exists
+    assert main([*argv, "--force"]) == 0
+
+
+def test_one_channel_pixels_are_grey(ws):
+    from kairos_curate.data.sources import ArrayImageSource
+    from kairos_curate.readers import open_images
+
+    np.savez(ws / "c1.npz", ids=np.array(["a", "b"]), pixels=np.full((2, 6, 6, 1), 9, np.uint8))
+    source = open_images(ws / "c1.npz")
+    assert isinstance(source, ArrayImageSource) and source.pixels.shape == (2, 6, 6)
+    assert np.asarray(source.load_image(0)).tolist() == np.full((6, 6, 3), 9).tolist()
