@@ -6,12 +6,29 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from kairos_curate.data.fashion_mnist import DEFAULT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+# Property tests draw the same examples on every run: a CI result never depends on luck.
+hypothesis_settings.register_profile("kairos", derandomize=True)
+hypothesis_settings.load_profile("kairos")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_embedding_cache(tmp_path_factory):
+    """`kairos-curate embed` caches by default under ~/.cache; tests use a throw-away folder."""
+    previous = os.environ.get("KAIROS_CACHE_DIR")
+    os.environ["KAIROS_CACHE_DIR"] = str(tmp_path_factory.mktemp("kairos-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("KAIROS_CACHE_DIR", None)
+    else:
+        os.environ["KAIROS_CACHE_DIR"] = previous
 
 
 def _have_fashion_mnist() -> bool:

@@ -15,6 +15,7 @@ from torchvision import transforms as T
 from kairos_curate.data.sources import ArrayImageSource, FileImageSource, UnreadableImageError
 from kairos_curate.embedding import (
     EmbeddingCache,
+    EmbedStats,
     Preprocessor,
     embed_source,
     l2_normalize,
@@ -252,7 +253,7 @@ def test_cache_hit_change_and_resume(effnet, tmp_path: Path) -> None:
             src, effnet, batch_size=4, num_workers=0, cache_dir=cache, shard_size=5, progress=False
         )
         assert counter.images == 12
-        counter.images = 0
+        counter.images = counter.calls = 0
         ids2, second = embed_source(
             src, effnet, batch_size=4, num_workers=0, cache_dir=cache, shard_size=5, progress=False
         )
@@ -263,10 +264,13 @@ def test_cache_hit_change_and_resume(effnet, tmp_path: Path) -> None:
         px2 = px.copy()
         px2[7] = 255 - px2[7]
         src2 = ArrayImageSource(src.ids, px2)
+        stats = EmbedStats()
         _, third = embed_source(
-            src2, effnet, batch_size=4, num_workers=0, cache_dir=cache, shard_size=5, progress=False
+            src2, effnet, batch_size=4, num_workers=0, cache_dir=cache, shard_size=5, progress=False,
+            stats=stats,
         )
-        assert counter.images == 1
+        assert stats.computed == 1 and stats.from_cache == 11
+        assert counter.calls == 1  # one forward pass (padded to the batch size, see batch.py)
         assert_allclose(np.delete(third, 7, 0), np.delete(first, 7, 0), rtol=0, atol=0)
         assert not np.allclose(third[7], first[7])
         # shards live under the fingerprint: another fingerprint sees none of them
@@ -301,21 +305,23 @@ def test_interrupted_run_resumes(effnet, tmp_path: Path) -> None:
             shard_size=4,
             progress=False,
         )
-    assert len(EmbeddingCache(cache, effnet.fingerprint, effnet.dim).shard_paths()) == 2
-    counter = _Counter(effnet.model)
-    try:
-        _, resumed = embed_source(
-            ArrayImageSource(ids, px),
-            effnet,
-            batch_size=2,
-            num_workers=0,
-            cache_dir=cache,
-            shard_size=4,
-            progress=False,
-        )
-    finally:
-        counter.handle.remove()
-    assert counter.images == 4  # rows 8..11 only
+    # every row finished before the failure is cached: 0..7 in full shards, 8 flushed on the error
+    found, _ = EmbeddingCache(cache, effnet.fingerprint, effnet.dim).lookup(
+        ids, [ArrayImageSource(ids, px).content_hash(i) for i in range(12)]
+    )
+    assert found.tolist() == [True] * 9 + [False] * 3
+    stats = EmbedStats()
+    _, resumed = embed_source(
+        ArrayImageSource(ids, px),
+        effnet,
+        batch_size=2,
+        num_workers=0,
+        cache_dir=cache,
+        shard_size=4,
+        progress=False,
+        stats=stats,
+    )
+    assert stats.computed == 3 and stats.from_cache == 9  # rows 9..11 only
     _, fresh = embed_source(
         ArrayImageSource(ids, px), effnet, batch_size=2, num_workers=0, progress=False
     )

@@ -50,8 +50,10 @@ def test_duplicating_a_pool_point_lowers_its_value(case, data):
     assert_allclose(dup.values[i], dup.values[-1], atol=1e-6)
 
 
+# The off-task pool must sit clearly apart from the reference: at a shift of 3 stds some pool points
+# overlap the reference and can outrank the copy (measured: 273 of 1,800 draws at 3, 6 at 5, 0 at 6).
 @SETTINGS
-@given(st.integers(0, 2**31 - 1), st.integers(2, 6), st.integers(10, 40), st.floats(3.0, 20.0))
+@given(st.integers(0, 2**31 - 1), st.integers(2, 6), st.integers(10, 40), st.floats(6.0, 20.0))
 def test_reference_point_copied_into_pool_ranks_first(seed, d, n, offset):
     rng = np.random.default_rng(seed)
     ref = rng.normal(size=(15, d))

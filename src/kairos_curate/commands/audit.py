@@ -3,6 +3,9 @@ near-duplicate), calibrated on the clean reference; a gallery grouped by issue t
 
 Writes ``<out>/audit.html`` (self-contained: thumbnails inlined) and ``<out>/flags.csv`` (one row
 per pool sample: every issue type's score, p-value and flag), see :func:`kairos_curate.audit.audit`.
+
+Every argument is checked before anything is read or computed; the two output files never
+replace an input, nor (without ``--force``) an earlier audit.
 """
 
 from __future__ import annotations
@@ -14,14 +17,31 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.commands.common import (
+    add_force_flag,
+    check_count,
+    check_device,
+    check_fraction,
+    check_inputs_exist,
+    check_not_constant,
+    check_same_dimension,
+    check_seed,
+    progress_enabled,
+)
 from kairos_curate.config import parse_bandwidth
-from kairos_curate.data.sources import ArrayImageSource, FileImageSource
+from kairos_curate.readers import IMAGE_SUFFIXES, load_image_source, read_label_table
 
-__all__ = ["load_image_source", "read_label_table", "register", "run"]
+__all__ = ["IMAGE_SUFFIXES", "load_image_source", "read_label_table", "register", "run"]
 
 HELP = ("Audit a pool: off-task, corrupted, likely mislabelled and near-duplicate samples, "
         "calibrated on the clean reference; a gallery grouped by issue type, plus a flags CSV.")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+#: Library argument names -> the flags of this command (for messages from the library).
+FLAG_NAMES = {"reference_labels": "--reference-labels", "flag_fraction": "--flag-fraction",
+              "dup_threshold": "--dup-threshold", "thumb_size": "--thumb-size", "alpha": "--alpha",
+              "n_per_type": "--per-type", "n_lowest": "--n-lowest", "n_highest": "--n-highest",
+              "max_groups": "--max-groups", "class_names": "--class-names",
+              "reference_images": "--reference-images"}
 
 
 def register(subparsers: Any) -> None:
@@ -92,64 +112,47 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the median-heuristic pair sample")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress bars (default: when stderr is a terminal)")
-    p.set_defaults(func=run)
+    add_force_flag(p, "audit.html and flags.csv in --out")
+    p.set_defaults(func=run, flag_names=FLAG_NAMES)
 
 
-def read_label_table(path: Path, option: str) -> dict[str, Any]:
-    """``{id: label}`` from a .csv/.parquet file with columns ``id`` and ``label``."""
-    import pandas as pd
+def _validate(args: argparse.Namespace) -> float | str:
+    """Every check that needs no data: ranges, combinations, devices, paths."""
+    from kairos_curate.io import check_output_paths
 
-    if not path.exists():
-        raise FileNotFoundError(f"{option} file {path} not found")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        table = pd.read_csv(path, dtype={"id": str})
-    elif suffix == ".parquet":
-        table = pd.read_parquet(path)
-    else:
-        raise ValueError(f"{option} {path}: unsupported type {suffix!r}; use .csv or .parquet with columns id,label")
-    if "id" not in table.columns or "label" not in table.columns:
-        raise ValueError(f"{option} {path} must have columns 'id' and 'label'; found {list(table.columns)}")
-    if table["label"].isna().any():
-        raise ValueError(f"{option} {path} has empty labels")
-    return dict(zip(table["id"].astype(str), table["label"].tolist(), strict=True))
-
-
-def load_image_source(path: Path, ids: np.ndarray) -> ArrayImageSource | FileImageSource:
-    """Images for ``ids`` from an ``.npz`` (ids + pixels) or a folder of image files."""
-    if not path.exists():
-        raise FileNotFoundError(f"--images {path} not found; pass an .npz with ids+pixels or a folder of images")
-    wanted = [str(i) for i in ids]
-    if path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        by_key: dict[str, Path] = {}
-        stems: dict[str, list[Path]] = {}
-        for f in files:
-            rel = f.relative_to(path).as_posix()
-            by_key[rel] = f
-            by_key.setdefault(rel.rsplit(".", 1)[0], f)
-            stems.setdefault(f.stem, []).append(f)
-        for stem, found in stems.items():
-            if len(found) == 1:
-                by_key.setdefault(stem, found[0])
-        matched = [(i, by_key[i]) for i in wanted if i in by_key]
-        if not matched:
-            raise ValueError(f"--images folder {path}: no image file matches a pool id (e.g. {wanted[0]!r}); "
-                             "name files <id>.<ext> or by their relative path")
-        return FileImageSource([m[0] for m in matched], [m[1] for m in matched])
-    if path.suffix.lower() != ".npz":
-        raise ValueError(f"--images {path} must be an .npz file (ids, pixels) or a folder of images")
-    with np.load(path, allow_pickle=False) as data:
-        key = "pixels" if "pixels" in data.files else "images" if "images" in data.files else None
-        if "ids" not in data.files or key is None:
-            raise ValueError(f"--images {path} must hold arrays 'ids' and 'pixels'; found {data.files}")
-        all_ids = np.asarray([str(i) for i in data["ids"]])
-        index = {sid: k for k, sid in enumerate(all_ids.tolist())}
-        rows = [index[i] for i in wanted if i in index]
-        if not rows:
-            raise ValueError(f"--images {path} holds none of the pool ids (e.g. {wanted[0]!r})")
-        pixels = data[key][np.asarray(rows)]
-    return ArrayImageSource(all_ids[rows], pixels)
+    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
+    for flag, value in (("--n-lowest", args.n_lowest), ("--n-highest", args.n_highest),
+                        ("--max-groups", args.max_groups)):
+        check_count(value, flag, minimum=0)
+    check_count(args.thumb_size, "--thumb-size", minimum=8)
+    check_count(args.per_type, "--per-type", minimum=0)
+    check_fraction(args.flag_fraction, "--flag-fraction")
+    _dup_threshold(args.dup_threshold)
+    check_fraction(args.alpha, "--alpha", low_open=True)
+    check_fraction(args.lam, "--lam")
+    parse_class_names(args.class_names)
+    check_seed(args.seed)
+    if args.label_mode in ("residual", "class_conditional") and args.labels is None:
+        raise ValueError(f"--label-mode {args.label_mode} needs --labels (and reference labels: "
+                         "--labels covering the reference ids too, or --reference-labels)")
+    if args.reference_labels is not None and args.labels is None:
+        raise ValueError("--reference-labels needs --labels for the pool as well")
+    check_device(args.device)
+    inputs: dict[str, Path | None] = {"--pool": args.pool, "--reference": args.reference,
+                                      "--labels": args.labels, "--reference-labels": args.reference_labels}
+    check_inputs_exist(inputs)
+    for flag, path in (("--images", args.images), ("--reference-images", args.reference_images)):
+        if path is not None:
+            if not path.exists():
+                raise FileNotFoundError(f"{flag} {path} not found; pass an .npz with ids+pixels or a folder of images")
+            inputs[flag] = path
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder; --out names the folder that "
+                         "receives audit.html and flags.csv")
+    check_output_paths({"--out (audit.html)": out / "audit.html", "--out (flags.csv)": out / "flags.csv"},
+                       inputs, force=args.force)
+    return bandwidth
 
 
 def parse_class_names(text: str | None) -> list[str] | None:
@@ -182,18 +185,18 @@ def _dup_threshold(text: str) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kairos-curate audit``."""
+    bandwidth = _validate(args)
+
     from kairos_curate.audit import audit
     from kairos_curate.io import load_embeddings
-    from kairos_curate.valuation.kernels import check_same_dim
+    from kairos_curate.valuation.bandwidth import check_bandwidth
 
-    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
     dup_threshold = _dup_threshold(args.dup_threshold)
     class_names = parse_class_names(args.class_names)
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} exists and is not a folder")
-    pool_ids, pool = load_embeddings(args.pool)
-    ref_ids, reference = load_embeddings(args.reference)
-    check_same_dim(pool.shape[1], reference.shape[1], pool_name="--pool")
+    pool_ids, pool = load_embeddings(args.pool, "--pool")
+    ref_ids, reference = load_embeddings(args.reference, "--reference")
+    check_same_dimension(pool, reference, args.pool, args.reference)
+    check_not_constant(pool, "--pool", args.pool)
     labels = ref_labels = None
     if args.labels is not None:
         table = read_label_table(args.labels, "--labels")
@@ -220,17 +223,20 @@ def run(args: argparse.Namespace) -> int:
         labels_arg, ref_arg = (labels, ref_labels) if ref_labels is not None else (labels, None)
     if mode == "auto" and ref_arg is None:
         mode = None  # labels on one side only: feature values, labels still shown
+    if isinstance(bandwidth, float):
+        check_bandwidth(bandwidth, pool, reference, seed=args.seed, name="--bandwidth")
     images = None
     if args.images is not None:
         wanted = np.concatenate([pool_ids, ref_ids]) if args.reference_images is None else pool_ids
-        images = load_image_source(args.images, np.asarray(list(dict.fromkeys(wanted.tolist()))))
-    ref_images = load_image_source(args.reference_images, ref_ids) if args.reference_images is not None else None
+        images = load_image_source(args.images, np.asarray(list(dict.fromkeys(wanted.tolist()))), "--images")
+    ref_images = (load_image_source(args.reference_images, ref_ids, "--reference-images")
+                  if args.reference_images is not None else None)
     if ref_images is not None and len(ref_images) != len(ref_ids):
         have = set(ref_images.ids.tolist())
         missing = [i for i in ref_ids.tolist() if i not in have]
         raise ValueError(f"--reference-images {args.reference_images} has no image for {len(missing)} reference "
                          f"id(s), e.g. {missing[:3]}")
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = progress_enabled(args.progress, sys.stderr)
     result = audit(pool, reference, images, pool_ids, labels=labels_arg, reference_labels=ref_arg,
                    out_dir=args.out, reference_images=ref_images, reference_ids=ref_ids, class_names=class_names,
                    alpha=args.alpha, n_per_type=args.per_type, n_lowest=args.n_lowest, n_highest=args.n_highest,

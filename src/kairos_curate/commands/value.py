@@ -3,18 +3,38 @@
 Writes the per-sample table (``ValuationResult.to_frame``: b, a, feature_term, label_term, value,
 loo, rank, keyed by id) and, with ``--top-k``/``--top-frac``, a selection JSON next to it
 (``<out stem>.selection.json``) whose class histogram and warnings are also printed.
+
+Every argument is checked before anything is read or computed, the values and the selection
+are computed before anything is written, and outputs never replace an input (or, without
+``--force``, an existing file).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kairos_curate.commands.common import (
+    add_force_flag,
+    check_count,
+    check_device,
+    check_fraction,
+    check_inputs_exist,
+    check_not_constant,
+    check_same_dimension,
+    check_seed,
+    progress_enabled,
+    suffix_choice,
+)
 from kairos_curate.config import parse_bandwidth
+from kairos_curate.readers import read_labels
+
+__all__ = ["read_labels", "register", "run"]
 
 HELP = "Value every pool sample with KAIROS (MMD to the reference) and optionally select a subset."
 
@@ -138,60 +158,93 @@ def register(subparsers: Any) -> None:
         default=None,
         help="show a progress bar (default: when stderr is a terminal)",
     )
-    p.set_defaults(func=run)
+    add_force_flag(p, "--out and its selection file")
+    p.set_defaults(func=run, flag_names=FLAG_NAMES)
 
 
-def read_labels(path: Path, ids: np.ndarray, option: str) -> np.ndarray:
-    """Read labels for rows with ``ids`` from ``path`` (see ``--pool-labels`` help)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{option} file {path} not found")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".parquet"):
-        import pandas as pd
+#: Library argument names -> the flags of this command (for messages from the library).
+FLAG_NAMES = {
+    "pool_labels": "--pool-labels",
+    "reference_labels": "--reference-labels",
+    "labels=...": "--pool-labels",
+    "memory_budget_bytes": "--memory-budget-mb",
+    "drop_fraction": "--drop-fraction",
+    "min_class_share": "--min-class-share",
+}
 
-        table = pd.read_csv(path, dtype={"id": str}) if suffix == ".csv" else pd.read_parquet(path)
-        if "id" not in table.columns or "label" not in table.columns:
-            raise ValueError(
-                f"{option} {path} must have columns 'id' and 'label'; found {list(table.columns)}"
-            )
-        if table["label"].isna().any():
-            raise ValueError(f"{option} {path} has empty labels")
-        mapping = dict(zip(table["id"].astype(str), table["label"], strict=True))
-        missing = [i for i in ids if i not in mapping]
-        if missing:
-            raise ValueError(
-                f"{option} {path} has no label for {len(missing)} id(s), e.g. "
-                f"{missing[:5]}; give one row per embedding id"
-            )
-        return np.asarray([mapping[i] for i in ids])
-    if suffix == ".npy":
-        labels = np.load(path, allow_pickle=False)
-    elif suffix == ".txt":
-        labels = np.asarray(path.read_text().splitlines())
-    else:
-        raise ValueError(
-            f"{option} {path}: unsupported type {suffix!r}; use .csv, .parquet .npy or .txt"
-        )
-    if labels.ndim != 1 or labels.shape[0] != ids.shape[0]:
-        raise ValueError(
-            f"{option} {path} has {labels.shape[0] if labels.ndim else 0} labels "
-            f"but there are {ids.shape[0]} embedding rows; one label per row"
-        )
-    return labels
+
+def _validate_arguments(args: argparse.Namespace) -> float | str:
+    """Every check that needs no file: ranges, combinations, devices. Returns the bandwidth."""
+    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
+    suffix_choice(args.out, "--out", (".parquet", ".csv"))
+    check_fraction(args.lam, "--lam")
+    check_count(args.top_k, "--top-k")
+    check_fraction(args.top_frac, "--top-frac", low_open=True)
+    check_fraction(args.drop_fraction, "--drop-fraction", high_open=True)
+    check_fraction(args.min_class_share, "--min-class-share")
+    if not (math.isfinite(args.memory_budget_mb) and args.memory_budget_mb > 0):
+        raise ValueError(f"--memory-budget-mb must be a positive number, got {args.memory_budget_mb:g}")
+    check_seed(args.seed)
+    selecting = args.top_k is not None or args.top_frac is not None
+    if not selecting:
+        for flag, value, default in (("--policy", args.policy, "global"),
+                                     ("--drop-fraction", args.drop_fraction, 0.0),
+                                     ("--min-class-share", args.min_class_share, 0.5)):
+            if value != default:
+                raise ValueError(f"{flag} only applies to a selection; add --top-k or --top-frac")
+    if args.drop_fraction and args.policy != "herding":
+        raise ValueError("--drop-fraction only applies to --policy herding")
+    if args.policy in ("per_class", "herding") and selecting and args.pool_labels is None:
+        raise ValueError(f"--policy {args.policy} needs --pool-labels (the class of every pool sample)")
+    if args.policy == "herding" and selecting and args.reference_labels is None:
+        raise ValueError("--policy herding needs --reference-labels (it herds towards each class's reference)")
+    if args.label_mode != "none" and (args.pool_labels is None or args.reference_labels is None):
+        raise ValueError(f"--label-mode {args.label_mode} needs --pool-labels and --reference-labels")
+    if args.label_mode != "residual" and (args.lam != 0.97 or args.combine != "weighted"):
+        raise ValueError("--lam and --combine only apply to --label-mode residual")
+    check_device(args.device)
+    return bandwidth
+
+
+def _sidecar(out: Path) -> Path:
+    return out.with_name(out.stem + ".selection.json")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Inputs exist; outputs are not inputs and do not exist (unless --force)."""
+    from kairos_curate.io import check_output_paths
+
+    inputs: dict[str, Path | None] = {
+        "--pool": args.pool, "--reference": args.reference,
+        "--pool-labels": args.pool_labels, "--reference-labels": args.reference_labels,
+    }
+    check_inputs_exist(inputs)
+    for flag in ("--pool", "--reference"):
+        path = inputs[flag]
+        if path is not None and path.suffix.lower() == ".npy" and path.with_suffix(".ids.txt").exists():
+            inputs[f"{flag} ids"] = path.with_suffix(".ids.txt")
+    outputs = {"--out": args.out, "--out (selection file)": _sidecar(args.out)}
+    check_output_paths(outputs, inputs, force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``kairos-curate value``."""
+    bandwidth = _validate_arguments(args)
+    _check_paths(args)
+
     from kairos_curate.io import atomic_path, load_embeddings, write_json
     from kairos_curate.selection import select
     from kairos_curate.valuation import kairos_values
+    from kairos_curate.valuation.bandwidth import check_bandwidth
 
-    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
     out: Path = args.out
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise ValueError(f"--out must end in .parquet or .csv, got {out}")
-    pool_ids, pool = load_embeddings(args.pool)
-    ref_ids, reference = load_embeddings(args.reference)
+    pool_ids, pool = load_embeddings(args.pool, "--pool")
+    ref_ids, reference = load_embeddings(args.reference, "--reference")
+    check_same_dimension(pool, reference, args.pool, args.reference)
+    check_not_constant(pool, "--pool", args.pool)
+    if args.top_k is not None and args.top_k > pool.shape[0]:
+        raise ValueError(f"--top-k {args.top_k} is larger than the pool ({pool.shape[0]} samples in "
+                         f"{args.pool}); use at most {pool.shape[0]} or --top-frac")
     pool_labels = (
         None
         if args.pool_labels is None
@@ -202,12 +255,10 @@ def run(args: argparse.Namespace) -> int:
         if args.reference_labels is None
         else read_labels(args.reference_labels, ref_ids, "--reference-labels")
     )
+    if isinstance(bandwidth, float):
+        check_bandwidth(bandwidth, pool, reference, seed=args.seed, name="--bandwidth")
     label_mode = None if args.label_mode == "none" else args.label_mode
-    if label_mode is not None and (pool_labels is None or ref_labels is None):
-        raise ValueError(
-            f"--label-mode {args.label_mode} needs --pool-labels and --reference-labels"
-        )
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = progress_enabled(args.progress, sys.stderr)
     res = kairos_values(
         pool,
         reference,
@@ -222,6 +273,40 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=progress,
     )
+    values = np.asarray(res.values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ValueError(f"the values came out NaN/inf (e.g. pool row {bad}, id {pool_ids[bad]}) with "
+                         f"bandwidth {res.bandwidth:.4g}; nothing was written: try --bandwidth median")
+    if values.size > 1 and float(np.ptp(values)) == 0.0:
+        raise ValueError(f"every pool sample got the same value ({values[0]:.6g}) with bandwidth "
+                         f"{res.bandwidth:.4g}: there is nothing to rank, and nothing was written; "
+                         "check that --pool holds different embeddings, or try --bandwidth median")
+
+    sel = None
+    if args.top_k is not None or args.top_frac is not None:
+        import warnings
+
+        # --drop-fraction without --policy herding was refused in _validate_arguments
+        policy_params = {"drop_fraction": args.drop_fraction} if args.policy == "herding" else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # printed below from the result
+            sel = select(
+                res,
+                args.top_k,
+                frac=args.top_frac,
+                policy=args.policy,
+                labels=pool_labels,
+                ids=pool_ids,
+                reference_labels=ref_labels,
+                embeddings=pool,
+                reference=reference,
+                min_class_share=args.min_class_share,
+                device=args.device,
+                seed=args.seed,
+                **policy_params,
+            )
+
     frame = res.to_frame(pool_ids)
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".csv":
@@ -233,31 +318,12 @@ def run(args: argparse.Namespace) -> int:
         f"(label mode {args.label_mode}, bandwidth {res.bandwidth:.6g}, "
         f"MMD^2 {res.mmd2:.6g}) -> {out}"
     )
-    if args.top_k is None and args.top_frac is None:
+    sel_path = _sidecar(out)
+    if sel is None:
+        if sel_path.exists():  # only possible with --force: it described the table just replaced
+            sel_path.unlink()
+            print(f"removed {sel_path} (it belonged to the replaced {out})")
         return 0
-    import warnings
-
-    policy_params = {"drop_fraction": args.drop_fraction} if args.policy == "herding" else {}
-    if args.policy != "herding" and args.drop_fraction:
-        raise ValueError(f"--drop-fraction applies to --policy herding only, not {args.policy}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # printed below from the result
-        sel = select(
-            res,
-            args.top_k,
-            frac=args.top_frac,
-            policy=args.policy,
-            labels=pool_labels,
-            ids=pool_ids,
-            reference_labels=ref_labels,
-            embeddings=pool,
-            reference=reference,
-            min_class_share=args.min_class_share,
-            device=args.device,
-            seed=args.seed,
-            **policy_params,
-        )
-    sel_path = out.with_name(out.stem + ".selection.json")
     payload = sel.to_dict()
     payload.update(
         label_mode=args.label_mode,

@@ -21,6 +21,7 @@ __all__ = [
     "ImageListSource",
     "ImageSource",
     "UnreadableImageError",
+    "decode_rgb",
     "image_arrays",
     "images_source",
 ]
@@ -28,6 +29,59 @@ __all__ = [
 
 class UnreadableImageError(OSError):
     """An image file exists but cannot be decoded."""
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def decode_rgb(image: Image.Image, where: str = "image") -> Image.Image:
+    """Convert a decoded image of any mode to 8-bit RGB with the right intensity scale.
+
+    PIL's own ``convert("RGB")`` clips 16-bit and 32-bit grey values at 255 and truncates
+    floats, so a 16-bit PNG comes out nearly white and a float TIFF black. Here:
+
+    * 16-bit grey (``I;16*``, and ``I`` from a PNG, which is 16-bit at most) is scaled by
+      ``255 / 65535``;
+    * 32-bit float grey (``F``) must lie in ``[0, 1]`` and is scaled by 255;
+    * other 32-bit integer images and floats outside ``[0, 1]`` have no known scale and are
+      refused;
+    * every other mode goes through PIL's conversion (palette, CMYK, YCbCr, alpha dropped).
+
+    Raises
+    ------
+    UnreadableImageError
+        The mode has no defined conversion; the message names ``where`` and the fix.
+    """
+    mode = image.mode
+    if mode in ("RGB", "L"):
+        return image.convert("RGB") if mode == "L" else image
+    if mode in _SIXTEEN_BIT or (mode == "I" and image.format == "PNG"):
+        arr = np.asarray(image).astype(np.float64)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise UnreadableImageError(f"{where}: 16-bit image with values outside 0..65535")
+        grey = np.rint(arr * (255.0 / 65535.0)).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise UnreadableImageError(f"{where}: float image with NaN/inf pixels; repair or drop it")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise UnreadableImageError(
+                f"{where}: float image with values in [{lo:.4g}, {hi:.4g}]; only floats on the "
+                "[0, 1] scale have a known meaning: rescale it to [0, 1] or save it as 8-bit"
+            )
+        return Image.fromarray(np.rint(arr * 255.0).astype(np.uint8)).convert("RGB")
+    if mode == "I":
+        raise UnreadableImageError(
+            f"{where}: 32-bit integer image (mode I) has no known intensity scale; save it as "
+            "8-bit or 16-bit"
+        )
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as err:
+        raise UnreadableImageError(f"{where}: cannot convert mode {mode} to RGB ({err}); "
+                                   "save it as 8-bit RGB or grey") from err
 
 
 @runtime_checkable
@@ -51,11 +105,18 @@ class ImageSource(Protocol):
 
 
 class ArrayImageSource:
-    """Images held as a ``uint8`` array ``(N, H, W)`` (grey) or ``(N, H, W, 3)`` (RGB)."""
+    """Images held as a ``uint8`` array ``(N, H, W)`` (grey) or ``(N, H, W, 3)`` (RGB).
+
+    ``(N, H, W, 1)`` is taken as grey.
+    """
 
     def __init__(self, ids: Sequence[str] | np.ndarray, pixels: np.ndarray) -> None:
         pixels = np.asarray(pixels)
-        if pixels.dtype != np.uint8 or pixels.ndim not in (3, 4):
+        if pixels.ndim == 4 and pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
+        if pixels.dtype != np.uint8 or pixels.ndim not in (3, 4) or (
+            pixels.ndim == 4 and pixels.shape[-1] != 3
+        ):
             raise ValueError(
                 f"pixels must be uint8 (N, H, W) or (N, H, W, 3); got {pixels.dtype} {pixels.shape}"
             )
@@ -109,17 +170,31 @@ class FileImageSource:
         path = self.paths[index]
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
+                img.load()
+                return decode_rgb(img, f"image {path} (id {self._ids[index]})")
+        except UnreadableImageError:
+            raise
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing") from None
-        except (UnidentifiedImageError, OSError) as err:
+            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing; restore it or "
+                                    "remove it from the dataset") from None
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             raise UnreadableImageError(
                 f"cannot decode image {path} (id {self._ids[index]}): {err}; "
                 "remove it from the dataset or replace the file"
             ) from err
 
     def content_hash(self, index: int) -> str:
-        return hashlib.sha1(self.paths[index].read_bytes()).hexdigest()
+        path = self.paths[index]
+        try:
+            return hashlib.sha1(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing; restore it or "
+                                    "remove it from the dataset") from None
+        except OSError as err:  # permissions, a folder named like an image, I/O errors
+            raise UnreadableImageError(
+                f"cannot read image {path} (id {self._ids[index]}): {err.strerror or err}; "
+                "fix its permissions or remove it from the dataset"
+            ) from err
 
     def subset(self, indices: np.ndarray | Sequence[int]) -> FileImageSource:
         """A new source holding only ``indices`` (in that order)."""

@@ -6,8 +6,14 @@
 """
 
 from kairos_curate.embedding.batch import (
+    DEFAULT_FLUSH_SECONDS,
     DEFAULT_SHARD_SIZE,
+    EmbedReport,
+    EmbedStats,
+    ImageFailure,
+    default_cache_dir,
     default_num_workers,
+    embed_images,
     embed_source,
     l2_normalize,
 )
@@ -22,12 +28,18 @@ from kairos_curate.embedding.encoders import (
 )
 
 __all__ = [
+    "DEFAULT_FLUSH_SECONDS",
     "DEFAULT_SHARD_SIZE",
     "KNOWN_SPECS",
+    "EmbedReport",
+    "EmbedStats",
     "EmbeddingCache",
     "Encoder",
+    "ImageFailure",
     "Preprocessor",
+    "default_cache_dir",
     "default_num_workers",
+    "embed_images",
     "embed_source",
     "file_sha256",
     "l2_normalize",

@@ -69,7 +69,7 @@ class EmbeddingCache:
                     ids = data["ids"].astype(str)
                     hashes = data["hashes"].astype(str)
                     shape = data["embeddings"].shape
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
                 _log.warning("ignoring unreadable embedding cache shard %s: %s", path, err)
                 continue
             if len(shape) != 2 or shape[1] != self.dim or shape[0] != ids.shape[0]:
@@ -112,7 +112,7 @@ class EmbeddingCache:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     emb = data["embeddings"]
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
                 _log.warning("ignoring unreadable embedding cache shard %s: %s", path, err)
                 continue
             dst = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
@@ -160,7 +160,7 @@ class EmbeddingCache:
                         strict=True,
                     )
                     used = any(_key(s, h) in keep for s, h in pairs)
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
                 used = False
             if not used:
                 path.unlink(missing_ok=True)

@@ -451,6 +451,33 @@ def _build_torchvision(
     return net, pre, dim, ident
 
 
+@contextlib.contextmanager
+def _checkpoint_errors(spec: str, weights: str | os.PathLike[str] | None) -> Any:
+    """Turn a failed load of a user's checkpoint into one sentence naming the file.
+
+    torch's own message for a file that is not a checkpoint suggests ``weights_only=False``,
+    i.e. unpickling an unknown file; never do that, and never suggest it.
+    """
+    if weights is None:
+        yield
+        return
+    import pickle
+
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError, AssertionError, EOFError, KeyError,
+            AttributeError, TypeError, ValueError) as err:
+        if isinstance(err, ValueError) and str(weights) in str(err):
+            raise  # already names the file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first or "Weights only load failed" in first:
+            first = "not a PyTorch checkpoint (or not a plain state dict)"
+        raise ValueError(
+            f"weights file {weights} is not a valid {spec} checkpoint: {first[:300]}; pass the "
+            "file written by torch.save(model.state_dict()) for this architecture"
+        ) from None
+
+
 # ----------------------------------------------------------------------------- public loader
 
 
@@ -514,7 +541,7 @@ def load_encoder(
         raise ValueError("model_kwargs is only supported for open_clip encoders")
 
     rng_ctx = contextlib.nullcontext() if pretrained else torch.random.fork_rng(devices=[])
-    with rng_ctx:
+    with rng_ctx, _checkpoint_errors(spec, weights if pretrained else None):
         if not pretrained:
             torch.manual_seed(int(seed))
         if spec == "efficientnet-lite0":

@@ -27,6 +27,7 @@ from kairos_curate.study.finetune_grid import (
     variant_features,
 )
 from kairos_curate.training.backbones import load_backbone
+from kairos_curate.training.determinism import numerics_info, pin_cpu_isa
 from kairos_curate.training.finetune import compute_stem_features
 
 __all__ = ["load", "run"]
@@ -39,6 +40,7 @@ def load(params: Any = None) -> FinetuneStage:
 
 def run(params: FinetuneStage, root: str | Path = ".") -> dict[str, Any]:
     """Run the grid; write ``finetune_runs/summary/sweep.csv`` and ``finetune.json``."""
+    isa_pinned = pin_cpu_isa()  # before any kernel runs: the numbers must not depend on the host CPU
     cfg, base, progress = params.finetune, Path(root), progress_enabled()
     scenario = load_scenario(base / PATHS.prepared, base / PATHS.truth)
     check_no_leakage(scenario)
@@ -77,6 +79,7 @@ def run(params: FinetuneStage, root: str | Path = ".") -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "k": k, "pool_size": int(pool_ids.size), "trials": cfg.trials, "random_draws": cfg.random_draws,
         "trained_layers": backbone.cut, "stem_outputs_cached": True, "backbone": backbone.name,
+        "numerics": {**numerics_info(), "cpu_isa_pinned": isa_pinned},
         "primary": params.value.primary,
         "results": {f"{r['pool']}/{r['subset']}/{r['method']}": {m: {"mean": r[f"{m}_mean"], "std": r[f"{m}_std"]}
                                                                  for m in METRICS}

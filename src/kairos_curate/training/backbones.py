@@ -76,6 +76,18 @@ def _freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+class _GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions, ``(N, C, H, W) -> (N, C, 1, 1)``.
+
+    Same bits as ``nn.AdaptiveAvgPool2d(1)`` on the CPU (forward and backward, tested), but its
+    backward has a deterministic CUDA implementation: ``adaptive_avg_pool2d``'s has none, so a
+    training run under ``torch.use_deterministic_algorithms(True)`` would stop on a GPU.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 class _EfficientNetStem(nn.Module):
     def __init__(self, net: Any) -> None:
         super().__init__()
@@ -102,12 +114,23 @@ class _EfficientNetTail(nn.Module):
         self.conv_head = conv
         self.bn1 = net._bn1
         self.act = net._swish
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = _GlobalAvgPool()
         self.fc = nn.Linear(old.out_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn1(self.conv_head(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def _load_state(path: Path, what: str) -> Any:
+    """``torch.load`` of a weights file (never unpickling code); a bad file is one sentence."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError ...
+        raise ValueError(
+            f"weights file {path} is not a {what} state dict ({type(err).__name__}); put the file written "
+            "by torch.save(model.state_dict()) there or fix finetune.weights"
+        ) from None
 
 
 def _efficientnet_weights(weights: str | None) -> Path:
@@ -131,10 +154,13 @@ def _load_efficientnet(weights: str | None, image_size: int, pretrained: bool) -
         return EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     path = _efficientnet_weights(weights)
     net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_state(path, "EfficientNet-Lite0")
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path} is not a state dict (got {type(state).__name__})")
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"{path} does not match EfficientNet-Lite0 (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"weights file {path} does not match EfficientNet-Lite0 ({len(missing)} missing keys, e.g. "
+                         f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})")
     return net
 
 
@@ -166,7 +192,7 @@ class _ResNetTail(nn.Module):
     def __init__(self, net: Any, num_classes: int) -> None:
         super().__init__()
         self.layer4 = net.layer4
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = _GlobalAvgPool()
         self.fc = nn.Linear(net.fc.in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +214,11 @@ def _load_resnet50(weights: str | None, pretrained: bool) -> Any:
             raise FileNotFoundError(
                 f"ResNet-50 weights {path} not found; put the torchvision state dict there "
                 "(see README, 'poster-scale configuration') or fix finetune.weights")
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            net.load_state_dict(_load_state(path, "torchvision ResNet-50"))
+        except RuntimeError as err:
+            raise ValueError(f"weights file {path} does not match torchvision's ResNet-50: "
+                             f"{str(err).splitlines()[0]}") from None
     return net
 
 

@@ -5,6 +5,14 @@ validation with the run's own seed, keeps the epoch with the best validation mac
 selection never sees the test set) and reports accuracy, macro-F1 and one-vs-rest AUC on the
 held-out test set. Train time covers the epochs (training and the validation passes used for
 model selection), not feature caching or testing.
+
+Reproducibility: a run is a function of its inputs, its config and its seed, bit for bit, on a
+given CPU type and torch version (tested across processes): the split, the head's and the LoRA
+adapters' initialisation, the batch order (a seeded generator; no DataLoader) and dropout all
+come from the seed; the intra-op thread count is pinned (``FinetuneConfig.threads``, see
+:mod:`kairos_curate.training.determinism` for why it matters); deterministic kernels are
+enforced; ties for the best validation macro-F1 go to the earliest epoch. Stem features are
+computed in full batches (padded), so an image's features do not depend on its batch.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ from kairos_curate.evaluation import classification_metrics
 from kairos_curate.io import atomic_path
 from kairos_curate.training.backbones import Backbone
 from kairos_curate.training.config import FinetuneConfig
+from kairos_curate.training.determinism import DEFAULT_THREADS, deterministic, numerics_info
 
-__all__ = ["FinetuneConfig", "RunResult", "compute_stem_features", "resolve_device", "train_run"]
+__all__ = ["FinetuneConfig", "RunResult", "compute_stem_features", "numerics_info", "resolve_device", "train_run"]
 
 
 @dataclass
@@ -52,9 +61,11 @@ class RunResult:
         return asdict(self)
 
 
-def _features_key(backbone: Backbone, source: ImageSource) -> str:
+def _features_key(backbone: Backbone, source: ImageSource, threads: int | None = DEFAULT_THREADS) -> str:
     digest = hashlib.sha256()
     digest.update(f"{backbone.name}|{backbone.cut}|{sorted(backbone.info.items())}".encode())
+    numerics = numerics_info(threads)
+    digest.update(f"|padded|{numerics['torch']}|{numerics['cpu_capability']}|{numerics['threads']}".encode())
     for i in range(len(source)):
         digest.update(f"{source.ids[i]}:{source.content_hash(i)};".encode())
     return digest.hexdigest()[:24]
@@ -63,26 +74,37 @@ def _features_key(backbone: Backbone, source: ImageSource) -> str:
 @torch.inference_mode()
 def compute_stem_features(backbone: Backbone, source: ImageSource, *, batch_size: int = 64,
                           device: str = "auto", cache_dir: str | Path | None = None,
-                          progress: bool = True, desc: str = "stem features") -> torch.Tensor:
+                          progress: bool = True, desc: str = "stem features",
+                          threads: int | None = DEFAULT_THREADS) -> torch.Tensor:
     """Run the frozen stem once over every image of ``source`` (float32, CPU tensor).
 
-    With ``cache_dir`` the result is stored under a key of the backbone, its cut, its weights and
-    every image's id and content hash, so a changed image or backbone never reuses stale rows.
+    Every forward pass is a full batch of ``batch_size`` (the last one padded with copies of its
+    first image), so an image's features are the same whichever batch it falls in (a pool and a
+    variant of it recomputed for its changed rows agree bit for bit). ``threads`` pins the
+    intra-op threads as in :class:`FinetuneConfig`.
+
+    With ``cache_dir`` the result is stored under a key of the backbone, its cut, its weights,
+    the numerics (torch version, CPU vector unit, threads) and every image's id and content hash,
+    so a changed image, backbone or numerics never reuses stale rows.
     """
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{backbone.name.replace(':', '_')}-{_features_key(backbone, source)}.npy"
+        key = _features_key(backbone, source, threads)
+        cache_file = Path(cache_dir) / f"{backbone.name.replace(':', '_')}-{key}.npy"
         if cache_file.exists():
             return _channels_last(torch.from_numpy(np.load(cache_file)))
     dev = resolve_device(device)
     stem = backbone.stem.to(dev).to(memory_format=torch.channels_last)
     chunks = []
-    for start in tqdm(range(0, len(source), batch_size), desc=desc, disable=not progress, unit="batch"):
-        batch = torch.stack([backbone.preprocess(source.load_image(i))
-                             for i in range(start, min(start + batch_size, len(source)))])
-        batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=dev.type, enabled=dev.type == "cuda"):
-            chunks.append(stem(batch).float().cpu())
+    with deterministic(threads):
+        for start in tqdm(range(0, len(source), batch_size), desc=desc, disable=not progress, unit="batch"):
+            rows = range(start, min(start + batch_size, len(source)))
+            batch = torch.stack([backbone.preprocess(source.load_image(i)) for i in rows])
+            if len(rows) < batch_size:
+                batch = torch.cat([batch, batch[:1].expand(batch_size - len(rows), *batch.shape[1:])])
+            batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=dev.type, enabled=dev.type == "cuda"):
+                chunks.append(stem(batch).float().cpu()[: len(rows)])
     features = torch.cat(chunks) if chunks else torch.zeros(0)
     if cache_file is not None:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as handle:
@@ -131,9 +153,20 @@ def train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, se
         selected: pool rows to train on; split 80/20 train/validation with ``seed``.
         test_features, test_labels: the clean held-out test set.
         num_classes: number of task classes.
-        config: run hyper-parameters.
+        config: run hyper-parameters (``config.threads`` pins the CPU threads).
         seed: seeds the split, the head's initialisation, dropout and batch order.
+
+    The result depends only on these arguments (bit for bit on one CPU type and torch version):
+    see the module docs.
     """
+    with deterministic(config.threads, seed):
+        return _train_run(backbone, features, labels, selected, test_features, test_labels, num_classes,
+                          config, seed)
+
+
+def _train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, selected: Sequence[int] | np.ndarray,
+               test_features: torch.Tensor, test_labels: np.ndarray, num_classes: int, config: FinetuneConfig,
+               seed: int) -> RunResult:
     rows = np.asarray(selected, dtype=np.int64)
     if rows.size < 4:
         raise ValueError(f"a fine-tuning run needs at least 4 selected samples, got {rows.size}")
