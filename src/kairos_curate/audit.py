@@ -89,7 +89,7 @@ def near_duplicate_groups(embeddings: np.ndarray, threshold: float = 0.98, *, bl
 
 def duplicate_scan(embeddings: np.ndarray, threshold: float = 0.98, *, block_size: int | None = None,
                    memory_budget_bytes: int = 64 * 2**20,
-                   progress: bool = False) -> tuple[list[np.ndarray], float]:
+                   progress: bool = False, method: str = "auto") -> tuple[list[np.ndarray], float]:
     """Groups of rows whose cosine similarity exceeds ``threshold`` (connected components).
 
     Two rows are linked when ``cos(x_i, x_j) > threshold``; a group is a connected component of
@@ -108,6 +108,9 @@ def duplicate_scan(embeddings: np.ndarray, threshold: float = 0.98, *, block_siz
         Bound on one block of similarities (float32).
     progress
         Show a tqdm bar over the blocks.
+    method
+        ``"auto"`` (FAISS when installed, see :mod:`kairos_curate.neighbours`: exact flat index
+        up to 100,000 rows, IVF beyond), ``"faiss"`` or ``"blocked"`` (this blockwise scan).
 
     Returns
     -------
@@ -116,6 +119,13 @@ def duplicate_scan(embeddings: np.ndarray, threshold: float = 0.98, *, block_siz
     max_similarity : float
         Highest cosine similarity between two different rows (``nan`` for a single row).
     """
+    if method not in ("auto", "faiss", "blocked"):
+        raise ValueError(f"method must be 'auto', 'faiss' or 'blocked', got {method!r}")
+    if method == "faiss" or (method == "auto" and block_size is None):
+        from kairos_curate.neighbours import faiss_available, faiss_duplicate_scan
+
+        if method == "faiss" or faiss_available():
+            return faiss_duplicate_scan(embeddings, threshold)
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty (N, d) array, got shape {x.shape}")
