@@ -6,7 +6,9 @@ to their objects before the call) and return the results in order, and report wh
 are there. :class:`LocalEngine` runs every call in this process, one after the other, with no
 Ray import; :class:`~kairos_curate.engine.ray_engine.RayEngine` runs them as Ray tasks.
 Algorithms written against this interface give the same numbers on both, because each task
-computes the same thing and the driver reduces the results in the same fixed order.
+computes the same thing and the driver reduces the results in the same fixed order (bit for
+bit when the processes run the same number of torch threads: float32 GEMMs round differently
+with another thread count).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class RayEngine:
 
                     runtime_env = {"py_modules": [kairos_curate]}
                 kwargs["runtime_env"] = runtime_env
-            ray.init(**kwargs)
+            _init_with_retries(ray, kwargs, attempts=3 if address is None else 1)
 
     def put(self, obj: Any) -> Any:
         """``ray.put(obj)``."""
@@ -150,6 +150,19 @@ class RayEngine:
     def __repr__(self) -> str:
         where = self.address or "local cluster"
         return f"RayEngine({where}, {self.parallelism()} CPUs, {self.n_gpus()} GPUs)"
+
+
+def _init_with_retries(ray: Any, kwargs: dict[str, Any], attempts: int) -> None:
+    """``ray.init``, retried: a local node must register within Ray's fixed 30 s, which a
+    heavily loaded machine can miss."""
+    for attempt in range(attempts):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as err:  # Ray raises a bare Exception on a node start-up timeout
+            if "timed out during startup" not in str(err) or attempt == attempts - 1:
+                raise
+            ray.shutdown()
 
 
 def _shm_bytes() -> int:

@@ -10,7 +10,7 @@ nystrom    :class:`NystromKairosState`, tasks in this process      the same task
 
 Exact results agree across engines to float tolerance (the sharded sums differ from the
 single-process ones only in the float32 rounding of differently cut tiles); the Nyström sketch
-is bit-identical across engines.
+equal across engines (bit for bit at equal torch thread counts).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ triangle of shard pairs: a *self* task per shard (its own upper block triangle, 
 ``(s, t)``, ``s < t``, which returns the row sums for ``s`` and the column sums for ``t``, and
 a *reference* task per shard for ``b``. Every task runs the existing tile engine
 (:mod:`kairos_curate.valuation.kernels`) on its two shards; the driver adds the float64
-partial sums in a fixed order, so the local and the Ray engine give bit-identical results, and
-both equal :func:`~kairos_curate.valuation.kairos_values` up to float32 rounding of the tiles
+partial sums in a fixed order, so the local and the Ray engine give the same results
+(bit-identical when their processes use the same number of torch threads), and both equal :func:`~kairos_curate.valuation.kairos_values` up to float32 rounding of the tiles
 (only the tile boundaries differ).
 
 :meth:`ShardedKairosState.update` appends pool points as new shards: new-vs-old pair tasks add
