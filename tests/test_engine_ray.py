@@ -179,3 +179,35 @@ def test_embedding_in_memory_source_on_ray(ray_engine):
     _, local = embed_with_engine(source, spec, batch_size=4, progress=False)
     _, on_ray = embed_with_engine(source, spec, engine=ray_engine, batch_size=4, progress=False)
     assert_allclose(on_ray, local, rtol=0, atol=5e-5)
+
+
+def test_cli_engine_ray_matches_local(ray_engine, tmp_path, data):
+    import pandas as pd
+
+    from kairos_curate.cli import main
+    from kairos_curate.io import load_embeddings, save_embeddings
+
+    pool, ref, _, _ = data
+    save_embeddings(tmp_path / "pool.npz", np.array([f"p{i}" for i in range(len(pool))]), pool)
+    save_embeddings(tmp_path / "ref.npz", np.array([f"r{i}" for i in range(len(ref))]), ref)
+    common = ["--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
+              "--bandwidth", "4", "--device", "cpu"]
+    assert main(["value", *common, "--out", str(tmp_path / "local.parquet")]) == 0
+    assert main(["value", *common, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray"]) == 0
+    local = pd.read_parquet(tmp_path / "local.parquet")
+    on_ray = pd.read_parquet(tmp_path / "ray.parquet")
+    assert_allclose(on_ray["value"], local["value"], rtol=0, atol=1e-6)
+    assert main(["audit", *common, "--out", str(tmp_path / "audit"), "--engine", "ray"]) == 0
+    flags = pd.read_csv(tmp_path / "audit" / "flags.csv")
+    assert len(flags) == len(pool)
+    source = _write_images(tmp_path / "imgs", 6)
+    out = tmp_path / "emb.npz"
+    assert main(["embed", "--images", str(tmp_path / "imgs"), "--out", str(out), "--image-size",
+                 "32", "--device", "cpu", "--quiet", "--engine", "ray"]) == 0
+    ids, emb = load_embeddings(out)
+    _, local_emb = embed_with_engine(
+        source, EncoderSpec("efficientnet-lite0", image_size=32, device="cpu"), progress=False
+    )
+    order = np.argsort([p.stem for p in source.paths])
+    assert [i.removesuffix(".png") for i in ids] == sorted(p.stem for p in source.paths)
+    assert_allclose(emb, local_emb[order], rtol=0, atol=5e-5)

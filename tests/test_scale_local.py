@@ -247,3 +247,19 @@ def test_faiss_flat_equals_blockwise_scan_and_ivf_finds_duplicates():
     assert found <= truth and len(found) >= 0.95 * len(truth)
     with pytest.raises(ValueError, match="index must be"):
         duplicate_pairs(x, 0.98, index="hnsw")
+
+
+def test_cli_value_nystrom_and_engine_errors(tmp_path, capsys):
+    from kairos_curate.cli import main
+    from kairos_curate.io import save_embeddings
+
+    rng = np.random.default_rng(0)
+    pool, ref = rng.normal(size=(120, 4)), rng.normal(size=(30, 4))
+    save_embeddings(tmp_path / "p.npz", np.array([f"p{i}" for i in range(120)]), pool)
+    save_embeddings(tmp_path / "r.npz", np.array([f"r{i}" for i in range(30)]), ref)
+    common = ["value", "--pool", str(tmp_path / "p.npz"), "--reference", str(tmp_path / "r.npz"),
+              "--device", "cpu", "--out", str(tmp_path / "v.csv")]
+    assert main([*common, "--method", "nystrom", "--landmarks", "150"]) == 0
+    assert main([*common, "--ray-address", "auto"]) == 2
+    assert "--engine ray" in capsys.readouterr().err
+    assert main([*common, "--method", "nystrom", "--landmarks", "0"]) == 2

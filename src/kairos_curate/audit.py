@@ -173,7 +173,8 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
           n_lowest: int = 48, n_highest: int = 16, dup_threshold: float = 0.98, flag_fraction: float | None = None,
           label_mode: str | None = "auto", bandwidth: float | str = "median", lam: float = 0.97,
           max_groups: int = 20, thumb_size: int = 64, title: str = "KAIROS data audit",
-          device: str = "auto", seed: int = 0, progress: bool = False) -> AuditResult:
+          device: str = "auto", seed: int = 0, progress: bool = False, engine: Any = None,
+          method: str = "exact", n_landmarks: int = 1000) -> AuditResult:
     """Value a pool with KAIROS, flag low-valued and near-duplicate samples, write a gallery.
 
     Parameters
@@ -211,6 +212,9 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
         Page title.
     progress
         Show progress bars.
+    engine, method, n_landmarks
+        Where and how values are computed (see :func:`kairos_curate.engine.valuation.value_with_engine`);
+        the default (no engine, ``"exact"``) is :func:`~kairos_curate.valuation.kairos_values`.
 
     Returns
     -------
@@ -254,8 +258,15 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
             raise ValueError(f"the images hold none of the {n} pool ids (e.g. pool id {id_arr[0]!r}, image id "
                              f"{next(iter(image_ids), None)!r}); images are matched to embeddings by id")
 
-    res = kairos_values(pool, ref, bandwidth, pool_labels=labels, reference_labels=reference_labels,
-                        label_mode=label_mode, lam=lam, device=device, seed=seed, progress=progress)
+    value_fn: Any = kairos_values
+    if (engine is not None and getattr(engine, "name", engine) != "local") or method != "exact":
+        from functools import partial
+
+        from kairos_curate.engine.valuation import value_with_engine
+
+        value_fn = partial(value_with_engine, engine=engine, method=method, n_landmarks=n_landmarks)
+    res = value_fn(pool, ref, bandwidth, pool_labels=labels, reference_labels=reference_labels,
+                   label_mode=label_mode, lam=lam, device=device, seed=seed, progress=progress)
     table = res.to_frame(id_arr)
     order = res.ranking(id_arr)  # best first
     n_flag = min(n, round(flag_fraction * n) if flag_fraction is not None else int(n_lowest))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
 from kairos_curate.config import parse_bandwidth
 from kairos_curate.data.sources import ArrayImageSource, FileImageSource
 
@@ -73,6 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the median-heuristic pair sample")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress bars (default: when stderr is a terminal)")
+    add_engine_arguments(p, method=True)
     p.set_defaults(func=run)
 
 
@@ -177,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
                    out_dir=args.out, n_lowest=args.n_lowest, n_highest=args.n_highest,
                    dup_threshold=args.dup_threshold, flag_fraction=args.flag_fraction, label_mode=mode,
                    bandwidth=bandwidth, lam=args.lam, max_groups=args.max_groups, thumb_size=args.thumb_size,
-                   title=args.title, device=args.device, seed=args.seed, progress=progress)
+                   title=args.title, device=args.device, seed=args.seed, progress=progress,
+                   engine=engine_from_args(args), method=args.method, n_landmarks=args.landmarks)
     info = result.info
     print(f"audited {info['pool']} pool samples against {info['reference']} reference samples "
           f"(label mode {info['label_mode']}, bandwidth {info['bandwidth']:.4g}); images: {info['images']}")

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
+
 __all__ = ["IMAGE_SUFFIXES", "handle", "open_images", "register"]
 
 #: File name endings treated as images when ``--images`` is a folder.
@@ -54,6 +56,7 @@ def register(subparsers: Any) -> None:
         "--cache-dir", type=Path, default=None, help="embedding cache folder (resumable)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_arguments(parser)
     parser.set_defaults(func=handle)
 
 
@@ -108,6 +111,32 @@ def handle(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     source = open_images(args.images)
+    engine = engine_from_args(args)
+    if engine.name != "local":
+        from kairos_curate.engine.embedding import EncoderSpec, embed_with_engine
+
+        spec = EncoderSpec(
+            args.encoder,
+            weights=None if args.weights is None else str(args.weights),
+            image_size=args.image_size,
+            device=args.device,
+        )
+        start = time.perf_counter()
+        ids, emb = embed_with_engine(
+            source,
+            spec,
+            engine=engine,
+            batch_size=args.batch_size,
+            normalize=not args.no_normalize,
+            cache_dir=args.cache_dir,
+            progress=not args.quiet,
+        )
+        save_embeddings(args.out, ids, emb)
+        print(
+            f"embedded {len(ids)} images with {args.encoder} on Ray Data in "
+            f"{time.perf_counter() - start:.1f}s -> {args.out}"
+        )
+        return 0
     encoder = load_encoder(
         args.encoder, weights=args.weights, image_size=args.image_size, device=args.device
     )

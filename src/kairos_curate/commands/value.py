@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
 from kairos_curate.config import parse_bandwidth
 
 HELP = "Value every pool sample with KAIROS (MMD to the reference) and optionally select a subset."
@@ -138,6 +139,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="show a progress bar (default: when stderr is a terminal)",
     )
+    add_engine_arguments(p, method=True)
     p.set_defaults(func=run)
 
 
@@ -207,7 +209,18 @@ def run(args: argparse.Namespace) -> int:
             f"--label-mode {args.label_mode} needs --pool-labels and --reference-labels"
         )
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    res = kairos_values(
+    engine = engine_from_args(args)
+    scale = engine.name != "local" or args.method != "exact"
+    value_fn: Any = kairos_values
+    if scale:
+        from functools import partial
+
+        from kairos_curate.engine.valuation import value_with_engine
+
+        value_fn = partial(
+            value_with_engine, engine=engine, method=args.method, n_landmarks=args.landmarks
+        )
+    res = value_fn(
         pool,
         reference,
         bandwidth,
@@ -238,7 +251,19 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # printed below from the result
-        sel = select(
+        select_fn: Any = select
+        if engine.name != "local" and args.policy == "herding":
+            from kairos_curate.valuation.herding_scale import partitioned_herding
+
+            def select_fn(values: Any, k: Any, **kw: Any) -> Any:
+                return partitioned_herding(
+                    kw["embeddings"], kw["labels"], kw["reference"], kw["reference_labels"],
+                    k, frac=kw["frac"], values=values, ids=kw["ids"],
+                    drop_fraction=kw["drop_fraction"], engine=engine, device=kw["device"],
+                    seed=kw["seed"],
+                )
+
+        sel = select_fn(
             res,
             args.top_k,
             frac=args.top_frac,

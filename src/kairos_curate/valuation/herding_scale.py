@@ -70,6 +70,115 @@ def herd(
     return np.asarray(picks, dtype=np.int64)
 
 
+def herd_lazy(
+    candidates: np.ndarray,
+    reference: np.ndarray,
+    quota: int,
+    sigma: float,
+    shift: np.ndarray,
+    device: str = "auto",
+    batch: int = 64,
+    shortlist: int = 512,
+    certify: bool = False,
+) -> np.ndarray:
+    """Kernel herding with one ``n x batch`` GEMM per ``batch`` picks instead of one GEMV per pick.
+
+    Exact herding (:func:`herd`) spends one kernel row over all candidates per pick, a
+    memory-bound GEMV. Here the running sums ``sum_{s in S} k(x, s)`` of all candidates are
+    brought up to date every ``batch`` picks by one GEMM; in between, the ``shortlist``
+    candidates with the lowest scores are kept exact (one ``shortlist x 1`` kernel column per
+    pick) and the next pick is the best of them.
+
+    ``certify=True`` also checks every other candidate against the certified lower bound
+    ``2 running_stale(x) + 1 - 2 (t + 1) b(x)`` of its score (kernel values are >= 0) and
+    makes it exact, or ends the batch, when the bound reaches below the best exact score: the
+    picks are then those of exact herding up to floating-point near-ties, but with a smooth
+    kernel the bound is loose and the batches shrink to one pick (measured: slower than
+    :func:`herd`). ``certify=False`` (default) skips the check: the picks can differ from exact
+    herding when a candidate outside the shortlist would have won within a batch; the quality
+    loss is measured in ``benchmarks/bench_scale.py``. Returns row positions in pick order.
+    """
+    space = KernelSpace.create(sigma, shift, device)
+    dev = space.device
+    xc = space.prepare(candidates)
+    n = candidates.shape[0]
+    b = torch.from_numpy(cross_sums(space, xc, space.prepare(reference))[0] / reference.shape[0])
+    b = b.to(dev)
+    running = torch.zeros(n, dtype=torch.float64, device=dev)
+    taken = torch.zeros(n, dtype=torch.bool, device=dev)
+    inf = torch.tensor(math.inf, dtype=torch.float64, device=dev)
+    picks: list[int] = []
+    pending: list[int] = []
+    q = min(int(quota), n)
+
+    def gather(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return xc[0][rows], xc[1][rows]
+
+    while len(picks) < q:
+        if pending:
+            cols = gather(torch.tensor(pending, device=dev))
+            for s0 in range(0, n, 8192):
+                part = (xc[0][s0 : s0 + 8192], xc[1][s0 : s0 + 8192])
+                running[s0 : s0 + 8192] += kernel_matrix(space, part, cols).double().sum(dim=1)
+            pending = []
+        t = len(picks)
+        score = torch.where(taken, inf, 2.0 * running + 1.0 - 2.0 * (t + 1) * b)
+        size = min(int(shortlist), n - t)
+        short = torch.topk(score, size, largest=False).indices
+        short_x = gather(short)
+        exact_run = running[short].clone()
+        in_short = torch.zeros(n, dtype=torch.bool, device=dev)
+        in_short[short] = True
+        while len(picks) < q and len(pending) < batch:
+            t = len(picks)
+            s_short = 2.0 * exact_run + 1.0 - 2.0 * (t + 1) * b[short]
+            s_short = torch.where(taken[short], inf, s_short)
+            best = int(torch.argmin(s_short))
+            if not torch.isfinite(s_short[best]):
+                break  # shortlist used up
+            if certify:
+                lower = 2.0 * running + 1.0 - 2.0 * (t + 1) * b
+                lower = torch.where(taken | in_short, inf, lower)
+                violators = torch.nonzero(lower <= s_short[best]).flatten()
+                if violators.numel():
+                    if violators.numel() > size:
+                        break  # too stale: full update
+                    extra = running[violators]
+                    if pending:
+                        cols = gather(torch.tensor(pending, device=dev))
+                        extra = extra + kernel_matrix(space, gather(violators), cols).double().sum(
+                            1
+                        )
+                    short = torch.cat([short, violators])
+                    vx = gather(violators)
+                    short_x = (torch.cat([short_x[0], vx[0]]), torch.cat([short_x[1], vx[1]]))
+                    exact_run = torch.cat([exact_run, extra])
+                    in_short[violators] = True
+                    continue
+            # ties: exact herding takes the smallest row among equal scores
+            ties = torch.nonzero(s_short == s_short[best]).flatten()
+            j = int(short[ties].min()) if ties.numel() > 1 else int(short[best])
+            picks.append(j)
+            pending.append(j)
+            taken[j] = True
+            exact_run += kernel_matrix(space, short_x, gather(torch.tensor([j], device=dev)))[
+                :, 0
+            ].double()
+    return np.asarray(picks, dtype=np.int64)
+
+
+def herd_lazy_32(
+    candidates: np.ndarray,
+    reference: np.ndarray,
+    quota: int,
+    sigma: float,
+    shift: np.ndarray,
+    device: str = "auto",
+) -> np.ndarray:
+    """:func:`herd_lazy` with ``batch=32, shortlist=1024`` (a task function)."""
+    return herd_lazy(candidates, reference, quota, sigma, shift, device, batch=32, shortlist=1024)
+
+
 def _interleave(parts: list[np.ndarray]) -> np.ndarray:
     """Round-robin merge: first element of every part, then the second, ..."""
     if not parts:
@@ -96,6 +205,7 @@ def partitioned_herding(
     engine: Any = None,
     device: str = "auto",
     seed: int = 0,
+    lazy: bool = False,
 ) -> SelectionResult:
     """Per-class herding with quotas proportional to the reference classes, partitioned.
 
@@ -120,6 +230,9 @@ def partitioned_herding(
         Engine for the partition tasks (default local).
     device
         Where each task's kernels run.
+    lazy
+        Herd each partition with :func:`herd_lazy` (one GEMM per 32 picks, shortlist of
+        1,024; approximate) instead of :func:`herd` (exact).
 
     Returns
     -------
@@ -216,7 +329,9 @@ def partitioned_herding(
             if part_q[i] > 0:
                 calls.append((eng.put(x[rows]), ref_handles[c], part_q[i], sigma, shift, device))
                 layout.append((c, rows))
-    results = eng.map(herd, calls, num_gpus=1.0 if eng.n_gpus() > 0 else 0.0)
+    results = eng.map(
+        herd_lazy_32 if lazy else herd, calls, num_gpus=1.0 if eng.n_gpus() > 0 else 0.0
+    )
     per_class: dict[Any, list[np.ndarray]] = {}
     for (c, rows), picks in zip(layout, results, strict=True):
         per_class.setdefault(c, []).append(rows[picks])

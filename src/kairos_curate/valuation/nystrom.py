@@ -120,7 +120,7 @@ def select_landmarks(
         return np.vstack([lz, x[np.sort(rng.choice(x.shape[0], m_pool, replace=False))]])
     size = min(x.shape[0], int(sample_size) if sample_size else 8 * m_pool)
     cand = torch.from_numpy(
-        x[np.sort(rng.choice(x.shape[0], size, replace=False))].astype(np.float64)
+        x[np.sort(rng.choice(x.shape[0], size, replace=False))].astype(np.float32)
     )
     sq = (cand * cand).sum(1)
 
@@ -129,7 +129,7 @@ def select_landmarks(
         return d2.clamp_(min=0.0).min(dim=1).values
 
     if m_ref:
-        d2 = dist2(torch.from_numpy(lz))
+        d2 = dist2(torch.from_numpy(lz.astype(np.float32)))
     else:
         first = int(rng.integers(size))
         d2 = dist2(cand[first : first + 1])
@@ -147,7 +147,7 @@ def select_landmarks(
         pick = rng.choice(size, k, replace=False, p=p / p.sum())
         chosen.extend(int(i) for i in pick)
         d2 = torch.minimum(d2, dist2(cand[torch.from_numpy(pick)]))
-    return np.vstack([lz, cand[torch.tensor(chosen)].numpy()])
+    return np.vstack([lz, cand[torch.tensor(chosen)].numpy().astype(np.float64)])
 
 
 def _rbf64(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
@@ -180,12 +180,12 @@ def landmark_sums_task(
         onehot = torch.zeros((x.shape[0], n_classes), dtype=torch.float64, device=space.device)
         onehot[torch.arange(x.shape[0]), torch.from_numpy(codes).to(space.device)] = 1.0
     for s in range(0, x.shape[0], _ROWS):
-        g = kernel_matrix(space, (p[0][s : s + _ROWS], p[1][s : s + _ROWS]), pl).double()
-        cols += g.sum(0)
+        g = kernel_matrix(space, (p[0][s : s + _ROWS], p[1][s : s + _ROWS]), pl)
+        cols += g.sum(0, dtype=torch.float64)
         if cols_cc is not None and onehot is not None:
-            cols_cc += onehot[s : s + _ROWS].T @ g
+            cols_cc += onehot[s : s + _ROWS].T @ g.double()
         if keep_rows:
-            kept.append(g.float().cpu())
+            kept.append(g.cpu())
     out: dict[str, Any] = {"cols": cols.cpu().numpy()}
     if cols_cc is not None:
         out["cols_cc"] = cols_cc.cpu().numpy()
