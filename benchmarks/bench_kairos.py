@@ -12,7 +12,17 @@ In one run:
 3. a naive full-matrix float64 numpy implementation at a size where it fits, the blocked one at
    that same size, the speed ratio and the largest difference of the values;
 4. KNN-Shapley (closed form, K=10) on the poster-scale data;
-5. random Fourier features at several D: time and Spearman correlation with the exact values.
+5. random Fourier features at several D: time and Spearman correlation with the exact values;
+6. the tile engine's reduced precisions (``precision="tf32"`` / ``"bf16"``) against fp32 at the
+   poster scale: Spearman, top-20% overlap and largest value difference. On the CPU their
+   numerics are emulated (operands rounded, float32 accumulation: what a GPU's TF32 / bf16
+   GEMM computes), so the ranking error is measured here; their speed only on a GPU
+   (``--device cuda``).
+
+The exact run is repeated (``--repeats``, best time kept) and the GEMM rate is measured before
+and after it (best kept), so that another process's load on a shared machine does not decide
+the ratio; the target is at least 1.6x the naive rate (the pool-pool symmetry allows up to
+``(N + M) / (N / 2 + M)``, 1.82x at the poster scale).
 
 Writes ``reports/benchmarks/kairos.json`` and ``reports/benchmarks/kairos.md``.
 ``--quick`` runs everything at small sizes (a smoke test; its figures mean little).
@@ -139,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks" / "kairos.json")
+    parser.add_argument("--repeats", type=int, default=2, help="exact runs; the best is kept")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if args.quick:
@@ -173,13 +184,25 @@ def main(argv: list[str] | None = None) -> int:
     data = make_data(n, m, d)
     with PeakRSS() as mem:
         res, t_exact = timed(lambda: kairos_values(data["pool"], data["ref"], device=device))
+    for _ in range(max(0, args.repeats - 1)):
+        _, t_again = timed(lambda: kairos_values(data["pool"], data["ref"], device=device))
+        t_exact = min(t_exact, t_again)
+    gemm_after = gemm_rate(
+        device, 2048 if device.type == "cpu" else 8192, d, seconds=1.0 if args.quick else 4.0
+    )
+    if gemm_after["flops_per_s_best"] > rate:
+        rate = gemm_after["flops_per_s_best"]
+        report["gemm_fp32"] = gemm_after
+    report["gemm_fp32_best_before_after"] = rate
     flop = 2.0 * n * (n + m) * d
     report["exact_blocked"] = {
         "seconds": t_exact,
         "flop_counted": flop,
         "flops_per_s": flop / t_exact,
         "fraction_of_gemm_rate": flop / t_exact / rate,
-        "target_fraction": 0.70,
+        "target_fraction": 1.6,
+        "symmetry_limit": (n + m) / (n / 2 + m),
+        "repeats": args.repeats,
         "peak_extra_bytes": mem.peak_extra_bytes,
         "peak_extra_gib": mem.peak_extra_bytes / 2**30,
         "memory_target_gib": 1.0,
@@ -247,6 +270,29 @@ def main(argv: list[str] | None = None) -> int:
         )
     report["rff"] = rff_rows
 
+    prec_rows = []
+    for precision in ("tf32", "bf16"):
+        approx, t_p = timed(
+            lambda p=precision: kairos_values(
+                data["pool"], data["ref"], res.bandwidth, device=device, precision=p
+            )
+        )
+        k = max(1, n // 5)
+        top = len(np.intersect1d(np.argsort(-approx.values)[:k], np.argsort(-res.values)[:k])) / k
+        prec_rows.append(
+            {
+                "precision": precision,
+                "seconds": t_p,
+                "emulated": device.type != "cuda",
+                "spearman_vs_fp32": float(spearmanr(approx.values, res.values).statistic),
+                "top20_overlap_vs_fp32": top,
+                "max_abs_value_diff": float(np.abs(approx.values - res.values).max()),
+                "value_std": float(res.values.std()),
+            }
+        )
+        print(f"precision {precision}: {prec_rows[-1]}")
+    report["precision"] = prec_rows
+
     report["load_average_at_end"] = list(os.getloadavg())
     write_json(args.out, report)
     ex, nv = report["exact_blocked"], report["naive_vs_blocked"]
@@ -263,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| fp32 GEMM rate (best) | {rate / 1e9:.1f} GFLOP/s |",
         f"| exact blocked, N={n}, M={m}, d={d} | {ex['seconds']:.2f} s |",
         f"| counted work 2N(N+M)d | {flop / 1e12:.3f} TFLOP |",
-        f"| fraction of GEMM rate (target >= 70%) | {ex['fraction_of_gemm_rate']:.0%} |",
+        f"| fraction of GEMM rate, 2N(N+M)d / time / GEMM rate (target >= 160%; symmetry "
+        f"limit {ex['symmetry_limit']:.0%}) | {ex['fraction_of_gemm_rate']:.0%} |",
         f"| peak extra memory (target <= 1 GiB) | {ex['peak_extra_gib']:.3f} GiB |",
         f"| naive numpy float64, N={n_naive}, M={m_naive} | {nv['naive_seconds']:.2f} s |",
         f"| blocked at the same size | {nv['blocked_seconds']:.2f} s "
@@ -273,6 +320,16 @@ def main(argv: list[str] | None = None) -> int:
             f"| RFF D={r['n_features']} | {r['seconds']:.2f} s, Spearman {r['spearman']:.4f} |"
             for r in rff_rows
         ],
+        *[
+            f"| precision {r['precision']}{' (emulated on CPU)' if r['emulated'] else ''} | "
+            f"{r['seconds']:.2f} s, Spearman {r['spearman_vs_fp32']:.6f}, top-20% overlap "
+            f"{r['top20_overlap_vs_fp32']:.4f}, max value diff {r['max_abs_value_diff']:.1e} "
+            f"(value std {r['value_std']:.1e}) vs fp32 |"
+            for r in prec_rows
+        ],
+        "",
+        f"Exact time is the best of {args.repeats} runs; the GEMM rate the best measured before "
+        "and after them.",
         "",
         "Work is counted as the full pool-pool plus pool-reference GEMMs; the implementation "
         "evaluates only the upper block triangle of the symmetric pool-pool kernel, so more "
