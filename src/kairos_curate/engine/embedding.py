@@ -287,13 +287,14 @@ def embed_source_ray(
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         hashes = np.empty(n, dtype=object)
         if n:
-            table = _manifest(cols, max(1, min(n // max(1, int(batch_size)), 4 * cpus)))
+            blocks = max(1, min(n // max(1, int(batch_size)), 4 * cpus))
+            table = _manifest(cols, blocks)
             hashed = table.map_batches(
                 _Hash,
                 fn_constructor_args=(source_ref,),
                 batch_size=int(batch_size) * 4,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=cpus),
+                compute=ray.data.ActorPoolStrategy(size=min(cpus, blocks)),
                 num_cpus=1,
             ).take_all()
             for row in hashed:
@@ -303,13 +304,16 @@ def embed_source_ray(
         if todo.size:
             cols_todo = {k: v[todo] for k, v in cols.items()}
             cols_todo["hash"] = hashes[todo]
-            ds = _manifest(cols_todo, max(1, min(todo.size // max(1, int(batch_size)), 4 * cpus)))
+            blocks = max(1, min(todo.size // max(1, int(batch_size)), 4 * cpus))
+            ds = _manifest(cols_todo, blocks)
             ds = ds.map_batches(
                 _Decode,
                 fn_constructor_args=(preprocess, source_ref),
                 batch_size=int(batch_size),
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=max(1, cpus - 1) if not gpus else cpus),
+                compute=ray.data.ActorPoolStrategy(
+                    size=min(blocks, max(1, cpus - 1) if not gpus else cpus)
+                ),
                 num_cpus=1,
             )
             actors = int(num_actors) if num_actors else (gpus if gpus else max(1, cpus - 1))
@@ -318,7 +322,7 @@ def embed_source_ray(
                 fn_constructor_args=(encoder, 1 if not gpus else 2),
                 batch_size=int(batch_size),
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=actors),
+                compute=ray.data.ActorPoolStrategy(size=min(actors, blocks)),
                 num_cpus=1 if not gpus else 0,
                 num_gpus=1 if gpus else 0,
             )
