@@ -292,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                 data["pool"], data["ref"], res.bandwidth, device=device, precision=p
             )
         )
-        k = max(1, n // 5)
-        top = len(np.intersect1d(np.argsort(-approx.values)[:k], np.argsort(-res.values)[:k])) / k
+        k_top = max(1, n // 5)
+        top = (
+            len(np.intersect1d(np.argsort(-approx.values)[:k_top], np.argsort(-res.values)[:k_top]))
+            / k_top
+        )
         prec_rows.append(
             {
                 "precision": precision,
