@@ -177,13 +177,13 @@ def landmark_sums_task(
     kept = []
     onehot = None
     if codes is not None:
-        onehot = torch.zeros((x.shape[0], n_classes), dtype=torch.float64, device=space.device)
+        onehot = torch.zeros((x.shape[0], n_classes), dtype=torch.float32, device=space.device)
         onehot[torch.arange(x.shape[0]), torch.from_numpy(codes).to(space.device)] = 1.0
     for s in range(0, x.shape[0], _ROWS):
         g = kernel_matrix(space, (p[0][s : s + _ROWS], p[1][s : s + _ROWS]), pl)
         cols += g.sum(0, dtype=torch.float64)
         if cols_cc is not None and onehot is not None:
-            cols_cc += onehot[s : s + _ROWS].T @ g.double()
+            cols_cc += (onehot[s : s + _ROWS].T @ g).double()  # <= 2048 positive terms
         if keep_rows:
             kept.append(g.cpu())
     out: dict[str, Any] = {"cols": cols.cpu().numpy()}
