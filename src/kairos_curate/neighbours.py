@@ -6,7 +6,8 @@ Rows are L2-normalised, so inner product = cosine similarity. Pairs with
 * ``"flat"`` (``IndexFlatIP``): exact, ``O(N^2 d)`` in BLAS, same pairs as the blockwise
   all-pairs scan of :func:`kairos_curate.audit.duplicate_scan` (up to float rounding at the
   threshold);
-* ``"ivf"`` (``IndexIVFFlat``, ``nlist ~ 4 sqrt(N)`` cells trained on a seeded sample,
+* ``"ivf"`` (``IndexIVFFlat``, ``nlist ~ 4 sqrt(N)`` cells, 10 k-means iterations on a seeded sample
+  of ``16 nlist`` rows,
   ``nprobe`` cells searched per query): ``O(N (nprobe / nlist) N d)``; a near-duplicate pair is
   missed only when its two rows fall in cells that neither probes (recall measured in
   ``benchmarks/bench_scale.py``);
@@ -78,8 +79,10 @@ def _build(x: np.ndarray, index: str, nlist: int | None, nprobe: int, seed: int)
         quantizer = faiss.IndexFlatIP(d)
         idx = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
-        sample = x[np.sort(rng.choice(n, min(n, 64 * cells), replace=False))]
+        sample = x[np.sort(rng.choice(n, min(n, 16 * cells), replace=False))]
         idx.cp.seed = int(seed)
+        idx.cp.niter = 10  # coarse cells suffice: near-duplicates sit in the same or a probed cell
+        idx.cp.min_points_per_centroid = 1
         idx.train(sample)
         idx.nprobe = min(int(nprobe), cells)
     idx.add(x)
