@@ -97,7 +97,7 @@ class RayEngine:
 
                     runtime_env = {"py_modules": [kairos_curate]}
                 kwargs["runtime_env"] = runtime_env
-            _init_with_retries(ray, kwargs, attempts=3 if address is None else 1)
+            _init_with_retries(ray, kwargs, attempts=5 if address is None else 1)
 
     def put(self, obj: Any) -> Any:
         """``ray.put(obj)``."""
