@@ -13,6 +13,10 @@ Rows are L2-normalised, so inner product = cosine similarity. Pairs with
   ``benchmarks/bench_scale.py``);
 * ``"auto"``: flat up to ``exact_max`` rows, IVF beyond.
 
+The audit (:func:`kairos_curate.audit.duplicate_scan`, ``method="auto"``) uses its own exact
+blockwise scan up to 100,000 rows (upper triangle only: 2.7x faster than the flat index at
+100,000 rows, measured) and the IVF index beyond.
+
 The highest similarity between two different rows (shown by the audit) comes from a 2-nearest-
 neighbour search on the same index (exact for flat, approximate for IVF).
 """
