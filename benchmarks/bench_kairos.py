@@ -12,7 +12,17 @@ In one run:
 3. a naive full-matrix float64 numpy implementation at a size where it fits, the blocked one at
    that same size, the speed ratio and the largest difference of the values;
 4. KNN-Shapley (closed form, K=10) on the poster-scale data;
-5. random Fourier features at several D: time and Spearman correlation with the exact values.
+5. random Fourier features at several D: time and Spearman correlation with the exact values;
+6. the tile engine's reduced precisions (``precision="tf32"`` / ``"bf16"``) against fp32 at the
+   poster scale: Spearman, top-20% overlap and largest value difference. On the CPU their
+   numerics are emulated (operands rounded, float32 accumulation: what a GPU's TF32 / bf16
+   GEMM computes), so the ranking error is measured here; their speed only on a GPU
+   (``--device cuda``).
+
+The exact run is repeated (``--repeats``, best time kept) and the GEMM rate is measured before
+and after it (best kept), so that another process's load on a shared machine does not decide
+the ratio; the target is at least 1.6x the naive rate (the pool-pool symmetry allows up to
+``(N + M) / (N / 2 + M)``, 1.82x at the poster scale).
 
 Writes ``reports/benchmarks/kairos.json`` and ``reports/benchmarks/kairos.md``.
 ``--quick`` runs everything at small sizes (a smoke test; its figures mean little).
@@ -84,11 +94,17 @@ class PeakRSS:
         self.peak_extra_bytes = max(0, peak - self._base)
 
 
+#: CPU seconds (all threads of this process) of the last :func:`timed` call.
+LAST_CPU_SECONDS = [0.0]
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
+    cpu = time.process_time()
     out = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+    LAST_CPU_SECONDS[0] = time.process_time() - cpu
     return out, time.perf_counter() - start
 
 
@@ -99,18 +115,36 @@ def gemm_rate(device: torch.device, tile: int, d: int, seconds: float = 3.0) -> 
     b = torch.randn(tile, d, generator=gen).to(device)
     out = torch.empty(tile, tile, device=device)
     torch.mm(a, b.T, out=out)
-    rates = []
+    rates, cpu_rates = [], []
     end = time.perf_counter() + seconds
     reps = 5
     while time.perf_counter() < end or len(rates) < 3:
         _, t = timed(lambda: [torch.mm(a, b.T, out=out) for _ in range(reps)])
         rates.append(2.0 * tile * tile * d * reps / t)
+        cpu_rates.append(2.0 * tile * tile * d * reps / max(LAST_CPU_SECONDS[0], 1e-9))
     return {
         "shape": [tile, d, tile],
         "flops_per_s_best": max(rates),
         "flops_per_s_median": float(np.median(rates)),
+        "flops_per_cpu_s_best": max(cpu_rates),
         "repeats": len(rates),
     }
+
+
+def plain_gemm_pass(pool: np.ndarray, ref: np.ndarray, device: torch.device, tile: int) -> None:
+    """The naive method's GEMMs alone: every tile of pool x [pool; ref], nothing else.
+
+    ``2 N (N + M) d`` FLOP at the machine's sustained GEMM rate, the reference the exact run is
+    compared with when both are timed back to back (interleaved, so other jobs' load hits both).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)).to(device)
+    y = torch.cat([x, torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).to(device)])
+    out = torch.empty(tile, tile, device=device)
+    for i in range(0, x.shape[0], tile):
+        a = x[i : i + tile]
+        for j in range(0, y.shape[0], tile):
+            b = y[j : j + tile]
+            torch.mm(a, b.T, out=out[: a.shape[0], : b.shape[0]])
 
 
 def make_data(n: int, m: int, d: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -139,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks" / "kairos.json")
+    parser.add_argument("--repeats", type=int, default=2, help="exact runs; the best is kept")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if args.quick:
@@ -173,13 +208,46 @@ def main(argv: list[str] | None = None) -> int:
     data = make_data(n, m, d)
     with PeakRSS() as mem:
         res, t_exact = timed(lambda: kairos_values(data["pool"], data["ref"], device=device))
+    cpu_exact = LAST_CPU_SECONDS[0]
+    tile = 2048 if device.type == "cpu" else 8192
+    _, t_plain = timed(lambda: plain_gemm_pass(data["pool"], data["ref"], device, tile))
+    pairs = [(t_exact, t_plain)]
+    for _ in range(max(0, args.repeats - 1)):
+        _, t_again = timed(lambda: kairos_values(data["pool"], data["ref"], device=device))
+        t_exact = min(t_exact, t_again)
+        cpu_exact = min(cpu_exact, LAST_CPU_SECONDS[0])
+        _, t_p = timed(lambda: plain_gemm_pass(data["pool"], data["ref"], device, tile))
+        pairs.append((t_again, t_p))
+        t_plain = min(t_plain, t_p)
+    report["interleaved"] = {
+        "pairs_seconds_exact_then_plain_gemm": pairs,
+        "plain_gemm_seconds_best": t_plain,
+        "ratio_best": t_plain / t_exact,
+        "ratio_per_pair": [p / e for e, p in pairs],
+        "how": "plain GEMM pass over the same 2N(N+M)d FLOP (no epilogue, no symmetry) timed "
+        "right after each exact run; ratio = its time / the exact run's time",
+    }
+    gemm_after = gemm_rate(
+        device, 2048 if device.type == "cpu" else 8192, d, seconds=1.0 if args.quick else 4.0
+    )
+    cpu_rate = max(gemm["flops_per_cpu_s_best"], gemm_after["flops_per_cpu_s_best"])
+    if gemm_after["flops_per_s_best"] > rate:
+        rate = gemm_after["flops_per_s_best"]
+        report["gemm_fp32"] = gemm_after
+    report["gemm_fp32_best_before_after"] = rate
     flop = 2.0 * n * (n + m) * d
     report["exact_blocked"] = {
         "seconds": t_exact,
         "flop_counted": flop,
         "flops_per_s": flop / t_exact,
         "fraction_of_gemm_rate": flop / t_exact / rate,
-        "target_fraction": 0.70,
+        "cpu_seconds": cpu_exact,
+        "fraction_of_gemm_rate_cpu_time": (flop / cpu_exact) / cpu_rate
+        if device.type == "cpu"
+        else None,
+        "target_fraction": 1.6,
+        "symmetry_limit": (n + m) / (n / 2 + m),
+        "repeats": args.repeats,
         "peak_extra_bytes": mem.peak_extra_bytes,
         "peak_extra_gib": mem.peak_extra_bytes / 2**30,
         "memory_target_gib": 1.0,
@@ -247,6 +315,32 @@ def main(argv: list[str] | None = None) -> int:
         )
     report["rff"] = rff_rows
 
+    prec_rows = []
+    for precision in ("tf32", "bf16"):
+        approx, t_p = timed(
+            lambda p=precision: kairos_values(
+                data["pool"], data["ref"], res.bandwidth, device=device, precision=p
+            )
+        )
+        k_top = max(1, n // 5)
+        top = (
+            len(np.intersect1d(np.argsort(-approx.values)[:k_top], np.argsort(-res.values)[:k_top]))
+            / k_top
+        )
+        prec_rows.append(
+            {
+                "precision": precision,
+                "seconds": t_p,
+                "emulated": device.type != "cuda",
+                "spearman_vs_fp32": float(spearmanr(approx.values, res.values).statistic),
+                "top20_overlap_vs_fp32": top,
+                "max_abs_value_diff": float(np.abs(approx.values - res.values).max()),
+                "value_std": float(res.values.std()),
+            }
+        )
+        print(f"precision {precision}: {prec_rows[-1]}")
+    report["precision"] = prec_rows
+
     report["load_average_at_end"] = list(os.getloadavg())
     write_json(args.out, report)
     ex, nv = report["exact_blocked"], report["naive_vs_blocked"]
@@ -263,7 +357,22 @@ def main(argv: list[str] | None = None) -> int:
         f"| fp32 GEMM rate (best) | {rate / 1e9:.1f} GFLOP/s |",
         f"| exact blocked, N={n}, M={m}, d={d} | {ex['seconds']:.2f} s |",
         f"| counted work 2N(N+M)d | {flop / 1e12:.3f} TFLOP |",
-        f"| fraction of GEMM rate (target >= 70%) | {ex['fraction_of_gemm_rate']:.0%} |",
+        f"| fraction of GEMM rate, 2N(N+M)d / time / GEMM rate (target >= 160%; symmetry "
+        f"limit {ex['symmetry_limit']:.0%}) | {ex['fraction_of_gemm_rate']:.0%} |",
+        f"| the same ratio against a plain GEMM pass over the same 2N(N+M)d FLOP, timed right "
+        f"after each exact run (interleaved; other jobs' load hits both): best / per pair | "
+        f"{report['interleaved']['ratio_best']:.0%} / "
+        + ", ".join(f"{r:.0%}" for r in report["interleaved"]["ratio_per_pair"])
+        + " |",
+        *(
+            [
+                f"| the same ratio in CPU time (process CPU seconds of the exact run and of the "
+                f"GEMM runs; independent of the share of the cores other jobs take) | "
+                f"{ex['fraction_of_gemm_rate_cpu_time']:.0%} |"
+            ]
+            if ex.get("fraction_of_gemm_rate_cpu_time") is not None
+            else []
+        ),
         f"| peak extra memory (target <= 1 GiB) | {ex['peak_extra_gib']:.3f} GiB |",
         f"| naive numpy float64, N={n_naive}, M={m_naive} | {nv['naive_seconds']:.2f} s |",
         f"| blocked at the same size | {nv['blocked_seconds']:.2f} s "
@@ -273,6 +382,16 @@ def main(argv: list[str] | None = None) -> int:
             f"| RFF D={r['n_features']} | {r['seconds']:.2f} s, Spearman {r['spearman']:.4f} |"
             for r in rff_rows
         ],
+        *[
+            f"| precision {r['precision']}{' (emulated on CPU)' if r['emulated'] else ''} | "
+            f"{r['seconds']:.2f} s, Spearman {r['spearman_vs_fp32']:.6f}, top-20% overlap "
+            f"{r['top20_overlap_vs_fp32']:.4f}, max value diff {r['max_abs_value_diff']:.1e} "
+            f"(value std {r['value_std']:.1e}) vs fp32 |"
+            for r in prec_rows
+        ],
+        "",
+        f"Exact time is the best of {args.repeats} runs; the GEMM rate the best measured before "
+        "and after them.",
         "",
         "Work is counted as the full pool-pool plus pool-reference GEMMs; the implementation "
         "evaluates only the upper block triangle of the symmetric pool-pool kernel, so more "

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
 from kairos_curate.commands.common import (
     add_force_flag,
     check_count,
@@ -112,6 +113,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the median-heuristic pair sample")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress bars (default: when stderr is a terminal)")
+    add_engine_arguments(p, method=True)
     add_force_flag(p, "audit.html and flags.csv in --out")
     p.set_defaults(func=run, flag_names=FLAG_NAMES)
 
@@ -242,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
                    alpha=args.alpha, n_per_type=args.per_type, n_lowest=args.n_lowest, n_highest=args.n_highest,
                    dup_threshold=dup_threshold, flag_fraction=args.flag_fraction, label_mode=mode,
                    bandwidth=bandwidth, lam=args.lam, max_groups=args.max_groups, thumb_size=args.thumb_size,
-                   title=args.title, device=args.device, seed=args.seed, progress=progress)
+                   title=args.title, device=args.device, seed=args.seed, progress=progress,
+                   engine=engine_from_args(args), method=args.method, n_landmarks=args.landmarks)
     info = result.info
     print(f"audited {info['pool']} pool samples against {info['reference']} reference samples "
           f"(label mode {info['label_mode']}, bandwidth {info['bandwidth']:.4g}); images: {info['images']}, "

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
 from kairos_curate.commands.common import (
     add_force_flag,
     check_count,
@@ -94,6 +95,7 @@ def register(subparsers: Any) -> None:
     )
     add_force_flag(parser, "--out (and its .unreadable.csv)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_arguments(parser)
     parser.set_defaults(func=handle, flag_names=FLAG_NAMES)
 
 
@@ -145,6 +147,20 @@ def handle(args: argparse.Namespace) -> int:
 
     from kairos_curate.embedding import EmbedStats, embed_images, load_encoder
     from kairos_curate.io import atomic_path, save_embeddings
+
+    engine = engine_from_args(args)
+    if engine.name != "local":
+        from kairos_curate.engine.embedding import EncoderSpec, embed_with_engine
+
+        spec = EncoderSpec(args.encoder, weights=None if args.weights is None else str(args.weights),
+                           image_size=args.image_size, device=args.device)
+        start = time.perf_counter()
+        ids, emb = embed_with_engine(source, spec, engine=engine, batch_size=args.batch_size,
+                                     normalize=not args.no_normalize, cache_dir=cache_dir, progress=not args.quiet)
+        save_embeddings(args.out, ids, emb)
+        print(f"embedded {len(ids)} images with {args.encoder} on Ray Data in "
+              f"{time.perf_counter() - start:.1f}s -> {args.out}")
+        return 0
 
     stats = EmbedStats()
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
 from kairos_curate.commands.common import (
     add_force_flag,
     check_count,
@@ -158,6 +159,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="show a progress bar (default: when stderr is a terminal)",
     )
+    add_engine_arguments(p, method=True)
     add_force_flag(p, "--out and its selection file")
     p.set_defaults(func=run, flag_names=FLAG_NAMES)
 
@@ -259,7 +261,15 @@ def run(args: argparse.Namespace) -> int:
         check_bandwidth(bandwidth, pool, reference, seed=args.seed, name="--bandwidth")
     label_mode = None if args.label_mode == "none" else args.label_mode
     progress = progress_enabled(args.progress, sys.stderr)
-    res = kairos_values(
+    engine = engine_from_args(args)
+    value_fn: Any = kairos_values
+    if engine.name != "local" or args.method != "exact":
+        from functools import partial
+
+        from kairos_curate.engine.valuation import value_with_engine
+
+        value_fn = partial(value_with_engine, engine=engine, method=args.method, n_landmarks=args.landmarks)
+    res = value_fn(
         pool,
         reference,
         bandwidth,
@@ -304,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
                 min_class_share=args.min_class_share,
                 device=args.device,
                 seed=args.seed,
+                engine=engine,
                 **policy_params,
             )
 

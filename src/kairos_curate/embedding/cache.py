@@ -11,6 +11,11 @@ Shards are written atomically as soon as they fill up, so an interrupted run res
 recomputing finished shards, and a changed image only misses its own entry: the next run
 computes just the changed samples (plus any never seen) and writes them as a new shard.
 Shards whose entries are no longer used stay on disk until :meth:`EmbeddingCache.prune`.
+
+Shards may also be Parquet files ``shard-<hash>.parquet`` with columns ``id``, ``hash`` and
+``embedding`` (fixed-size float32 list): the Ray Data embedding path writes those
+(:mod:`kairos_curate.engine.embedding`), and both kinds are read alike, so a run on either
+engine resumes the other's work.
 """
 
 from __future__ import annotations
@@ -58,17 +63,22 @@ class EmbeddingCache:
 
     # -- reading -------------------------------------------------------------------------
     def shard_paths(self) -> list[Path]:
-        """Shard files currently in this encoder's folder (sorted)."""
-        return sorted(self.dir.glob("shard-*.npz")) if self.dir.is_dir() else []
+        """Shard files (``.npz`` and ``.parquet``) currently in this encoder's folder (sorted)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted([*self.dir.glob("shard-*.npz"), *self.dir.glob("shard-*.parquet")])
 
     def _load_index(self) -> dict[str, tuple[Path, int]]:
         index: dict[str, tuple[Path, int]] = {}
         for path in self.shard_paths():
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    ids = data["ids"].astype(str)
-                    hashes = data["hashes"].astype(str)
-                    shape = data["embeddings"].shape
+                if path.suffix == ".parquet":
+                    ids, hashes, shape = _parquet_keys(path)
+                else:
+                    with np.load(path, allow_pickle=False) as data:
+                        ids = data["ids"].astype(str)
+                        hashes = data["hashes"].astype(str)
+                        shape = data["embeddings"].shape
             except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
                 _log.warning("ignoring unreadable embedding cache shard %s: %s", path, err)
                 continue
@@ -110,8 +120,11 @@ class EmbeddingCache:
                 wanted.setdefault(hit[0], []).append((i, hit[1]))
         for path, pairs in wanted.items():
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    emb = data["embeddings"]
+                if path.suffix == ".parquet":
+                    emb = _parquet_embeddings(path)
+                else:
+                    with np.load(path, allow_pickle=False) as data:
+                        emb = data["embeddings"]
             except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
                 _log.warning("ignoring unreadable embedding cache shard %s: %s", path, err)
                 continue
@@ -123,9 +136,19 @@ class EmbeddingCache:
 
     # -- writing -------------------------------------------------------------------------
     def write_shard(
-        self, ids: np.ndarray, hashes: list[str] | np.ndarray, embeddings: np.ndarray
+        self,
+        ids: np.ndarray,
+        hashes: list[str] | np.ndarray,
+        embeddings: np.ndarray,
+        fmt: str = "npz",
     ) -> Path:
-        """Write one shard atomically; its name is a hash of its ``(id, content hash)`` pairs."""
+        """Write one shard atomically; its name is a hash of its ``(id, content hash)`` pairs.
+
+        ``fmt`` is ``"npz"`` (default) or ``"parquet"`` (columns ``id``, ``hash``,
+        ``embedding``).
+        """
+        if fmt not in ("npz", "parquet"):
+            raise ValueError(f"fmt must be 'npz' or 'parquet', got {fmt!r}")
         ids_arr = np.asarray([str(i) for i in ids])
         hash_arr = np.asarray([str(h) for h in hashes])
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -137,14 +160,17 @@ class EmbeddingCache:
         digest = hashlib.sha256()
         for sid, h in zip(ids_arr.tolist(), hash_arr.tolist(), strict=True):
             digest.update(_key(sid, h).encode() + b"\x01")
-        path = self.dir / f"shard-{digest.hexdigest()[:24]}.npz"
+        path = self.dir / f"shard-{digest.hexdigest()[:24]}.{fmt}"
         self.dir.mkdir(parents=True, exist_ok=True)
         marker = self.dir / "fingerprint.txt"
         if not marker.exists():
             with atomic_write(marker, "w") as handle:
                 handle.write(self.fingerprint + "\n")
         with atomic_write(path, "wb") as handle:
-            np.savez(handle, ids=ids_arr, hashes=hash_arr, embeddings=emb)
+            if fmt == "npz":
+                np.savez(handle, ids=ids_arr, hashes=hash_arr, embeddings=emb)
+            else:
+                _write_parquet(handle, ids_arr, hash_arr, emb)
         return path
 
     def prune(self, ids: np.ndarray, hashes: list[str] | np.ndarray) -> list[Path]:
@@ -153,16 +179,62 @@ class EmbeddingCache:
         removed: list[Path] = []
         for path in self.shard_paths():
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    pairs = zip(
-                        data["ids"].astype(str).tolist(),
-                        data["hashes"].astype(str).tolist(),
-                        strict=True,
-                    )
-                    used = any(_key(s, h) in keep for s, h in pairs)
+                if path.suffix == ".parquet":
+                    pid, phash, _ = _parquet_keys(path)
+                    used = any(_key(s, h) in keep for s, h in zip(pid, phash, strict=True))
+                else:
+                    with np.load(path, allow_pickle=False) as data:
+                        pairs = zip(
+                            data["ids"].astype(str).tolist(),
+                            data["hashes"].astype(str).tolist(),
+                            strict=True,
+                        )
+                        used = any(_key(s, h) in keep for s, h in pairs)
             except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
                 used = False
             if not used:
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
+
+
+def _parquet_keys(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """``ids``, ``hashes`` and the embedding shape of a Parquet shard."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=["id", "hash", "embedding"])
+    except Exception as err:  # pyarrow raises its own error types for damaged files
+        raise ValueError(f"unreadable Parquet shard: {err}") from err
+    emb = table.column("embedding").type
+    dim = getattr(emb, "list_size", -1)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=str)
+    hashes = np.asarray(table.column("hash").to_pylist(), dtype=str)
+    return ids, hashes, (table.num_rows, int(dim))
+
+
+def _parquet_embeddings(path: Path) -> np.ndarray:
+    """The ``(n, dim)`` float32 embeddings of a Parquet shard."""
+    import pyarrow.parquet as pq
+
+    try:
+        col = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+    except Exception as err:
+        raise ValueError(f"unreadable Parquet shard: {err}") from err
+    dim = int(col.type.list_size)
+    return np.asarray(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+
+
+def _write_parquet(handle: object, ids: np.ndarray, hashes: np.ndarray, emb: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(emb.reshape(-1), type=pa.float32())
+    table = pa.table(
+        {
+            "id": pa.array(ids.tolist(), type=pa.string()),
+            "hash": pa.array(hashes.tolist(), type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]),
+        }
+    )
+    pq.write_table(table, handle)

@@ -86,6 +86,7 @@ def select(
     min_class_share: float = 0.5,
     device: str = "auto",
     seed: int = 0,
+    engine: Any = None,
     **policy_params: Any,
 ) -> Selection:
     """Select ``k`` pool points (or a fraction ``frac``) from their values under a policy.
@@ -118,6 +119,8 @@ def select(
         Warn when a class gets less than this fraction of its proportional share.
     device, seed
         For kernel policies and random draws.
+    engine
+        Where a policy's tasks run (:func:`kairos_curate.engine.get_engine`; ``None``: here).
     **policy_params
         The policy's own parameters (``drop_fraction=0.5`` for ``herding``...); an unknown
         one is an error naming the policy and its parameters.
@@ -180,6 +183,7 @@ def select(
         result=result,
         device=device,
         seed=seed,
+        engine=engine,
     )
     choice = chooser.choose(ctx, k)
     chosen = np.asarray(choice.indices, dtype=np.int64)

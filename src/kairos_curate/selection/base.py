@@ -151,6 +151,8 @@ class SelectionContext:
         The full valuation result when one was given (policies may read its terms).
     device, seed
         For policies that compute kernels or draw at random.
+    engine
+        Where a policy's tasks run (:mod:`kairos_curate.engine`; ``None``: in this process).
     """
 
     values: np.ndarray
@@ -165,6 +167,7 @@ class SelectionContext:
     result: ValuationResult | None = None
     device: str = "auto"
     seed: int = 0
+    engine: Any = None
 
     @property
     def n(self) -> int:

@@ -71,6 +71,9 @@ class KairosState:
         Tile edge; default from ``memory_budget_bytes``.
     memory_budget_bytes
         Bound on the tile buffers.
+    precision
+        GEMM precision of the kernel tiles: ``"fp32"`` (default), ``"tf32"`` or ``"bf16"``
+        (see :mod:`kairos_curate.valuation.kernels`).
     progress
         Show a tqdm bar over kernel entries during updates.
 
@@ -94,6 +97,7 @@ class KairosState:
         block_size: int | None = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
         progress: bool = False,
+        precision: str = "fp32",
     ) -> None:
         if label_mode not in LABEL_MODES:
             raise ValueError(
@@ -115,7 +119,12 @@ class KairosState:
         self.dim = z.shape[1]
         self.n_reference = z.shape[0]
         self.space = KernelSpace.create(
-            sigma, z.mean(axis=0, dtype=np.float64), device, memory_budget_bytes, block_size
+            sigma,
+            z.mean(axis=0, dtype=np.float64),
+            device,
+            memory_budget_bytes,
+            block_size,
+            precision,
         )
         self._ref = self.space.prepare(z)
         self._c_mean = float(self_sums(self.space, self._ref).sum()) / z.shape[0] ** 2
@@ -201,7 +210,7 @@ class KairosState:
                 )
         if self.n_pool and (labels_arr is None) != (not self._labels):
             raise ValueError("give labels with every update or with none")
-        total = n_new * (n_old + (n_new + self.space.tile) // 2 + self.n_reference)
+        total = n_new * (n_old + (n_new + min(self.space.tile, 256)) // 2 + self.n_reference)
         if self.label_mode == "class_conditional":
             total *= 2
         bar = _progress_bar(self.progress, total, "KAIROS kernel sums")
@@ -296,6 +305,10 @@ class KairosState:
             combine=self.combine,
             labels=labels,
             backend="exact",
-            extra={"device": str(self.space.device), "tile": self.space.tile},
+            extra={
+                "device": str(self.space.device),
+                "tile": self.space.tile,
+                "precision": self.space.precision,
+            },
             **kwargs,
         )

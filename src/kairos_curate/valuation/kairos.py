@@ -50,6 +50,7 @@ def kairos_values(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> ValuationResult:
     """Value every pool sample by how much it pulls the pool towards the reference.
 
@@ -85,6 +86,10 @@ def kairos_values(
         Seed of the median heuristic's pair sample.
     progress
         Show a tqdm progress bar over the kernel sums.
+    precision
+        GEMM precision of the kernel tiles: ``"fp32"`` (default, full float32 products),
+        ``"tf32"`` or ``"bf16"`` (faster on GPUs; ranking error against fp32 measured in
+        ``benchmarks/bench_kairos.py``).
 
     Returns
     -------
@@ -120,6 +125,7 @@ def kairos_values(
         block_size=block_size,
         memory_budget_bytes=memory_budget_bytes,
         progress=progress,
+        precision=precision,
     )
     return state.result()
 

@@ -12,17 +12,28 @@ never materialised. Numerics:
 * a tile is computed in float32 and reduced with torch's pairwise summation; tile sums are
   accumulated in float64 across tiles;
 * tile edges come from a memory budget (two float32 tiles fit in it), capped so that a tile
-  stays cache-sized on CPU.
+  stays cache-sized on CPU;
+* in the pool-pool sum only the upper block triangle is evaluated, and a diagonal tile is split
+  recursively into two half-size diagonal tiles and one off-diagonal tile down to 256 rows, so
+  the wasted lower halves of diagonal tiles cost ``N * 256 / 2`` entries instead of
+  ``N * tile / 2`` (measured in ``benchmarks/bench_kairos.py``).
 
-The same code runs on CPU and CUDA (``device="auto"`` picks CUDA when available). On CUDA,
-keep TF32 matmuls off (``torch.backends.cuda.matmul.allow_tf32``, off by default): the norm
-expansion needs full float32 products.
+The same code runs on CPU and CUDA (``device="auto"`` picks CUDA when available).
+
+Precision (``KernelSpace.precision``): ``"fp32"`` (default) keeps full float32 products (on
+CUDA TF32 is switched off for the GEMMs). ``"tf32"`` and ``"bf16"`` round the prepared operands
+to TF32 (10-bit mantissa) or bfloat16 (7-bit mantissa) and accumulate in float32; the half
+squared norms ``h`` and the epilogue stay float32. On CUDA they run as TF32 tensor-core GEMMs
+and as bfloat16 GEMMs with float32 output; on the CPU the same numerics are emulated (operands
+rounded, then float32 GEMM: a product of two such numbers is exact in float32), so their
+ranking error can be measured anywhere, but they are only faster on a GPU.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +44,14 @@ from kairos_curate.devices import resolve_device
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "PRECISIONS",
     "KernelSpace",
     "as_float64_matrix",
     "as_float_matrix",
     "choose_tile",
     "cross_sums",
     "resolve_device",
+    "round_mantissa",
     "self_sums",
 ]
 
@@ -48,6 +61,30 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 _LOG2E = 1.0 / math.log(2.0)
 _CPU_TILE_CAP = 2048
 _CUDA_TILE_CAP = 8192
+#: Smallest diagonal tile of the recursive split in :func:`self_sums`.
+_DIAGONAL_MIN = 256
+
+#: GEMM precisions of the kernel tiles (see module docs).
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round float32 values to ``bits`` explicit mantissa bits (nearest, ties to even).
+
+    ``bits=7`` gives bfloat16 values, ``bits=10`` TF32 values, both held in float32.
+    """
+    if x.dtype != torch.float32:
+        raise ValueError(f"round_mantissa needs a float32 tensor, got {x.dtype}")
+    if not 0 <= bits <= 23:
+        raise ValueError(f"bits must lie in [0, 23], got {bits}")
+    if bits == 23:
+        return x.clone()
+    drop = 23 - bits
+    i = x.contiguous().view(torch.int32)
+    half = 1 << (drop - 1)
+    lsb = (i >> drop) & 1
+    rounded = ((i + (half - 1) + lsb) >> drop) << drop
+    return rounded.view(torch.float32).reshape(x.shape)
 
 
 def choose_tile(
@@ -141,6 +178,7 @@ class KernelSpace:
     shift: np.ndarray
     device: torch.device
     tile: int
+    precision: str = "fp32"
 
     @classmethod
     def create(
@@ -150,33 +188,53 @@ class KernelSpace:
         device: str | torch.device = "auto",
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
         block_size: int | None = None,
+        precision: str = "fp32",
     ) -> KernelSpace:
-        """Create the kernel space for bandwidth ``sigma`` and centring vector ``shift``."""
+        """Create the kernel space for bandwidth ``sigma`` and centring vector ``shift``.
+
+        ``precision`` is ``"fp32"``, ``"tf32"`` or ``"bf16"`` (see module docs).
+        """
         if not (math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"bandwidth must be a positive finite number, got {sigma}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         dev = resolve_device(device)
         return cls(
             float(sigma),
             np.asarray(shift, dtype=np.float64),
             dev,
             choose_tile(memory_budget_bytes, dev, block_size),
+            precision,
         )
 
     def prepare(self, x: np.ndarray, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(x', h)`` on the device: scaled float32 points and half squared norms.
 
-        Rows are shifted and scaled in float64 ``chunk`` rows at a time, so the only full-size
-        copy is the float32 result.
+        Rows are shifted and scaled in float64 (torch, multi-threaded) ``chunk`` rows at a
+        time, so the only full-size copy is the float32 result. With ``precision="bf16"`` or
+        ``"tf32"`` the points are rounded to that format (held as bfloat16 on CUDA); ``h`` is
+        always the float32 half squared norm of the unrounded point.
         """
         scale = math.sqrt(_LOG2E) / self.sigma
         n = x.shape[0]
-        xs = np.empty((n, x.shape[1]), dtype=np.float32)
-        h = np.empty(n, dtype=np.float32)
+        xs = torch.empty((n, x.shape[1]), dtype=torch.float32)
+        h = torch.empty(n, dtype=torch.float32)
+        shift = torch.from_numpy(np.asarray(self.shift, dtype=np.float64))
+        scratch = np.empty((min(chunk, n), x.shape[1]), dtype=np.float64)  # reused: no page faults
         for start in range(0, n, chunk):
-            part = (np.asarray(x[start : start + chunk], dtype=np.float64) - self.shift) * scale
+            rows = x[start : start + chunk]
+            part = torch.from_numpy(scratch[: rows.shape[0]])
+            np.copyto(scratch[: rows.shape[0]], rows)
+            part.sub_(shift).mul_(scale)
             xs[start : start + chunk] = part
-            h[start : start + chunk] = 0.5 * np.einsum("ij,ij->i", part, part)
-        return torch.from_numpy(xs).to(self.device), torch.from_numpy(h).to(self.device)
+            h[start : start + chunk] = 0.5 * torch.einsum("ij,ij->i", part, part)
+        if self.precision == "bf16":
+            xs = round_mantissa(xs, 7)
+            if self.device.type == "cuda":
+                return xs.to(self.device, torch.bfloat16), h.to(self.device)
+        elif self.precision == "tf32" and self.device.type != "cuda":
+            xs = round_mantissa(xs, 10)  # CUDA rounds in the tensor cores itself
+        return xs.to(self.device), h.to(self.device)
 
     def buffer(self) -> torch.Tensor:
         """A flat float32 scratch buffer holding one tile."""
@@ -188,11 +246,30 @@ def _kernel_tile(
 ) -> torch.Tensor:
     """Kernel tile ``k(a_i, b_j)`` written into ``buf`` (one GEMM and an in-place epilogue)."""
     out = buf[: xa.shape[0] * xb.shape[0]].view(xa.shape[0], xb.shape[0])
-    torch.addmm(hb.unsqueeze(0), xa, xb.T, beta=-1.0, out=out)
+    if xa.dtype == torch.bfloat16:  # CUDA bf16 GEMM with float32 output
+        out.copy_(torch.mm(xa, xb.T, out_dtype=torch.float32))
+        out.sub_(hb.unsqueeze(0))
+    else:
+        torch.addmm(hb.unsqueeze(0), xa, xb.T, beta=-1.0, out=out)
     out.sub_(ha.unsqueeze(1))
     out.clamp_(max=0.0)
     out.exp2_()
     return out
+
+
+@contextmanager
+def _gemm_precision(space: KernelSpace) -> Iterator[None]:
+    """Switch CUDA TF32 matmuls on for ``precision="tf32"`` and off otherwise, then restore."""
+    if space.device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = space.precision == "tf32"
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = before
 
 
 def kernel_matrix(
@@ -200,7 +277,8 @@ def kernel_matrix(
 ) -> torch.Tensor:
     """Full kernel matrix between two prepared sets (for small sets only, e.g. herding rows)."""
     buf = torch.empty(a[0].shape[0] * b[0].shape[0], dtype=torch.float32, device=space.device)
-    return _kernel_tile(a[0], a[1], b[0], b[1], buf)
+    with _gemm_precision(space):
+        return _kernel_tile(a[0], a[1], b[0], b[1], buf)
 
 
 def _ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
@@ -234,14 +312,15 @@ def cross_sums(
     rows = torch.zeros(xa.shape[0], dtype=torch.float64, device=space.device)
     cols = torch.zeros(xb.shape[0], dtype=torch.float64, device=space.device) if want_cols else None
     buf = space.buffer()
-    for i0, i1 in _ranges(xa.shape[0], space.tile):
-        for j0, j1 in _ranges(xb.shape[0], space.tile):
-            k = _kernel_tile(xa[i0:i1], ha[i0:i1], xb[j0:j1], hb[j0:j1], buf)
-            rows[i0:i1] += k.sum(dim=1)
-            if cols is not None:
-                cols[j0:j1] += k.sum(dim=0)
-            if progress is not None:
-                progress.update((i1 - i0) * (j1 - j0))
+    with _gemm_precision(space):
+        for i0, i1 in _ranges(xa.shape[0], space.tile):
+            for j0, j1 in _ranges(xb.shape[0], space.tile):
+                k = _kernel_tile(xa[i0:i1], ha[i0:i1], xb[j0:j1], hb[j0:j1], buf)
+                rows[i0:i1] += k.sum(dim=1)
+                if cols is not None:
+                    cols[j0:j1] += k.sum(dim=0)
+                if progress is not None:
+                    progress.update((i1 - i0) * (j1 - j0))
     return rows.cpu().numpy(), None if cols is None else cols.cpu().numpy()
 
 
@@ -251,23 +330,43 @@ def self_sums(
     """Row sums ``sum_k k(a_i, a_k)`` (self pair included) over the upper block triangle.
 
     Each off-diagonal tile contributes its row sums to its rows and its column sums to its
-    columns, so only ``n (n + tile) / 2`` kernel entries are evaluated instead of ``n^2``.
+    columns; diagonal tiles are split recursively (see module docs), so about
+    ``n (n + 256) / 2`` kernel entries are evaluated instead of ``n^2``.
     """
     xa, ha = a
     n = xa.shape[0]
     sums = torch.zeros(n, dtype=torch.float64, device=space.device)
     buf = space.buffer()
-    for i0, i1 in _ranges(n, space.tile):
-        for j0, j1 in _ranges(n, space.tile):
-            if j0 < i0:
-                continue
-            k = _kernel_tile(xa[i0:i1], ha[i0:i1], xa[j0:j1], ha[j0:j1], buf)
-            if j0 == i0:
-                k.diagonal().fill_(1.0)
-                sums[i0:i1] += k.sum(dim=1)
-            else:
+    with _gemm_precision(space):
+        for i0, i1 in _ranges(n, space.tile):
+            _diagonal_sums(xa[i0:i1], ha[i0:i1], sums[i0:i1], buf, progress)
+            for j0, j1 in _ranges(n - i1, space.tile):
+                j0, j1 = j0 + i1, j1 + i1
+                k = _kernel_tile(xa[i0:i1], ha[i0:i1], xa[j0:j1], ha[j0:j1], buf)
                 sums[i0:i1] += k.sum(dim=1)
                 sums[j0:j1] += k.sum(dim=0)
-            if progress is not None:
-                progress.update((i1 - i0) * (j1 - j0))
+                if progress is not None:
+                    progress.update((i1 - i0) * (j1 - j0))
     return sums.cpu().numpy()
+
+
+def _diagonal_sums(
+    x: torch.Tensor, h: torch.Tensor, sums: torch.Tensor, buf: torch.Tensor, progress: Any
+) -> None:
+    """Add the within-block row sums of ``x`` to ``sums`` (a view), splitting in halves."""
+    n = x.shape[0]
+    if n <= _DIAGONAL_MIN:
+        k = _kernel_tile(x, h, x, h, buf)
+        k.diagonal().fill_(1.0)
+        sums += k.sum(dim=1)
+        if progress is not None:
+            progress.update(n * n)
+        return
+    mid = n // 2
+    _diagonal_sums(x[:mid], h[:mid], sums[:mid], buf, progress)
+    _diagonal_sums(x[mid:], h[mid:], sums[mid:], buf, progress)
+    k = _kernel_tile(x[:mid], h[:mid], x[mid:], h[mid:], buf)
+    sums[:mid] += k.sum(dim=1)
+    sums[mid:] += k.sum(dim=0)
+    if progress is not None:
+        progress.update(mid * (n - mid))

@@ -1,0 +1,199 @@
+"""A real local Ray cluster (num_cpus=2): Ray results equal local results.
+
+One cluster for the whole module (start-up is the expensive part). Checked: exact valuation
+(sharded tasks; bit-identical to the sharded local engine, equal to ``kairos_values`` to float
+tolerance; with one thread per process, as Ray's workers have, bit-identical to the sharded
+local engine), its incremental update, the Nyström sketch, partitioned herding, and embedding
+through Ray Data (equal to ``embed_source`` up to float32 batch effects, resumable).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from PIL import Image
+
+pytest.importorskip("ray")
+
+from kairos_curate.data.sources import ArrayImageSource, FileImageSource
+from kairos_curate.engine import get_engine
+from kairos_curate.engine.embedding import EncoderSpec, embed_with_engine
+from kairos_curate.engine.valuation import value_with_engine
+from kairos_curate.selection import select
+from kairos_curate.valuation import kairos_values
+from kairos_curate.valuation.nystrom import nystrom_kairos_values
+from kairos_curate.valuation.sharded import ShardedKairosState
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def ray_engine():
+    import torch
+
+    engine = get_engine("ray", num_cpus=2, object_store_bytes=256 * 2**20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the Ray workers: float32 GEMMs then round alike
+    yield engine
+    torch.set_num_threads(threads)
+    engine.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 12)) * 2.0
+    y = rng.integers(0, 6, 420)
+    pool = centres[y] + rng.normal(size=(420, 12))
+    y_ref = rng.integers(0, 3, 90)
+    ref = centres[y_ref] + rng.normal(size=(90, 12))
+    return pool, ref, y % 3, y_ref
+
+
+@pytest.mark.parametrize("mode", [None, "residual", "class_conditional"])
+def test_exact_valuation_ray_equals_local(ray_engine, data, mode):
+    pool, ref, y, y_ref = data
+    kw = dict(pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu")
+    single = kairos_values(pool, ref, 4.0, **kw)
+    local = value_with_engine(pool, ref, 4.0, engine="local", **kw)
+    assert_allclose(local.values, single.values, rtol=0, atol=0)  # local = today's path
+    on_ray = value_with_engine(pool, ref, 4.0, engine=ray_engine, shard_size=100, **kw)
+    assert on_ray.info["engine"] == "ray" and on_ray.info["shards"] == 5
+    assert_allclose(on_ray.values, single.values, rtol=0, atol=1e-6)
+    assert_allclose(on_ray.loo, single.loo, rtol=0, atol=1e-8)
+    sharded_local = ShardedKairosState.from_pool(pool, ref, 4.0, shard_size=100, **kw).result()
+    assert np.array_equal(sharded_local.values, on_ray.values)  # same tasks, same order
+
+
+def test_incremental_update_on_ray(ray_engine, data):
+    pool, ref, y, y_ref = data
+    kw = dict(reference_labels=y_ref, label_mode="class_conditional", device="cpu")
+    state = ShardedKairosState(ref, 4.0, engine=ray_engine, shard_size=64, **kw)
+    state.update(pool[:150], y[:150]).update(pool[150:333], y[150:333]).update(pool[333:], y[333:])
+    full = kairos_values(pool, ref, 4.0, pool_labels=y, **kw)
+    res = state.result()
+    assert state.n_pool == len(pool)
+    assert_allclose(res.values, full.values, rtol=0, atol=1e-6)
+    assert_allclose(res.feature_term, full.feature_term, rtol=0, atol=1e-6)
+
+
+def test_nystrom_ray_equals_local(ray_engine, data):
+    pool, ref, _y, _y_ref = data
+    kw = dict(n_landmarks=60, device="cpu", shard_size=128, bounds=True)
+    local = nystrom_kairos_values(pool, ref, 4.0, **kw)
+    on_ray = nystrom_kairos_values(pool, ref, 4.0, engine=ray_engine, **kw)
+    assert_allclose(on_ray.values, local.values, rtol=0, atol=1e-12)
+    assert_allclose(on_ray.info["value_bound"], local.info["value_bound"], rtol=1e-12)
+
+
+def test_herding_on_ray_equals_local(ray_engine, data):
+    pool, ref, y, y_ref = data
+    kw = dict(labels=y, reference_labels=y_ref, embeddings=pool, reference=ref, bandwidth=4.0, device="cpu", seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = select(np.zeros(len(pool)), 60, policy="herding", partition_size=50, **kw)
+        on_ray = select(np.zeros(len(pool)), 60, policy="herding", partition_size=50, engine=ray_engine, **kw)
+        exact = select(np.zeros(len(pool)), 60, policy="herding", **kw)
+        whole = select(np.zeros(len(pool)), 60, policy="herding", engine=ray_engine, **kw)
+    assert local.info["partitioned_classes"] and np.array_equal(local.indices, on_ray.indices)
+    assert np.array_equal(whole.indices, exact.indices)  # one task per class: exact greedy
+
+
+def _write_images(folder: Path, n: int) -> FileImageSource:
+    rng = np.random.default_rng(5)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        h, w = rng.integers(24, 48, 2)
+        path = folder / f"img{i:03d}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return FileImageSource([p.stem for p in paths], paths)
+
+
+def _shard_rows(folder: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {p.name: pq.read_metadata(p).num_rows for p in folder.glob("shard-*.parquet")}
+
+
+def test_embedding_on_ray_data_equals_local_and_resumes(ray_engine, tmp_path):
+    source = _write_images(tmp_path / "images", 30)
+    spec = EncoderSpec("efficientnet-lite0", image_size=32, device="cpu")
+    ids_local, emb_local = embed_with_engine(source, spec, batch_size=8, progress=False)
+    cache = tmp_path / "cache"
+    ids_ray, emb_ray = embed_with_engine(
+        source,
+        spec,
+        engine=ray_engine,
+        batch_size=8,
+        cache_dir=cache,
+        shard_size=16,
+        progress=False,
+    )
+    assert np.array_equal(ids_local, ids_ray)
+    assert_allclose(emb_ray, emb_local, rtol=0, atol=5e-5)
+    folder = next(cache.iterdir())
+    rows = _shard_rows(folder)
+    assert sum(rows.values()) == 30 and max(rows.values()) <= 16  # shards of at most 16
+    # resumable: a changed file and a new one are the only work; the rest comes from the cache
+    more = _write_images(tmp_path / "images", 31)
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(more.paths[0])
+    _ids2, emb2 = embed_with_engine(
+        more, spec, engine=ray_engine, batch_size=8, cache_dir=cache, progress=False
+    )
+    new_shards = set(_shard_rows(folder)) - set(rows)
+    assert sum(_shard_rows(folder)[p] for p in new_shards) == 2  # only the two new images
+    assert_allclose(emb2[1:30], emb_ray[1:30], rtol=0, atol=0)
+    _, local2 = embed_with_engine(more, spec, batch_size=8, progress=False)
+    assert_allclose(emb2, local2, rtol=0, atol=5e-5)
+    # the local path reads the Ray path's Parquet shards (same cache, both directions)
+    _, from_cache = embed_with_engine(more, spec, batch_size=8, cache_dir=cache, progress=False)
+    assert_allclose(from_cache, emb2, rtol=0, atol=0)
+
+
+def test_embedding_in_memory_source_on_ray(ray_engine):
+    rng = np.random.default_rng(2)
+    source = ArrayImageSource(
+        [f"a{i}" for i in range(12)], rng.integers(0, 256, (12, 20, 20), dtype=np.uint8)
+    )
+    spec = EncoderSpec("efficientnet-lite0", image_size=32, device="cpu")
+    _, local = embed_with_engine(source, spec, batch_size=4, progress=False)
+    _, on_ray = embed_with_engine(source, spec, engine=ray_engine, batch_size=4, progress=False)
+    assert_allclose(on_ray, local, rtol=0, atol=5e-5)
+
+
+def test_cli_engine_ray_matches_local(ray_engine, tmp_path, data):
+    import pandas as pd
+
+    from kairos_curate.cli import main
+    from kairos_curate.io import load_embeddings, save_embeddings
+
+    pool, ref, _, _ = data
+    save_embeddings(tmp_path / "pool.npz", np.array([f"p{i}" for i in range(len(pool))]), pool)
+    save_embeddings(tmp_path / "ref.npz", np.array([f"r{i}" for i in range(len(ref))]), ref)
+    common = ["--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
+              "--bandwidth", "4", "--device", "cpu"]
+    assert main(["value", *common, "--out", str(tmp_path / "local.parquet")]) == 0
+    assert main(["value", *common, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray"]) == 0
+    local = pd.read_parquet(tmp_path / "local.parquet")
+    on_ray = pd.read_parquet(tmp_path / "ray.parquet")
+    assert_allclose(on_ray["value"], local["value"], rtol=0, atol=1e-6)
+    assert main(["audit", *common, "--out", str(tmp_path / "audit"), "--engine", "ray"]) == 0
+    flags = pd.read_csv(tmp_path / "audit" / "flags.csv")
+    assert len(flags) == len(pool)
+    source = _write_images(tmp_path / "imgs", 6)
+    out = tmp_path / "emb.npz"
+    assert main(["embed", "--images", str(tmp_path / "imgs"), "--out", str(out), "--image-size",
+                 "32", "--device", "cpu", "--quiet", "--engine", "ray"]) == 0
+    ids, emb = load_embeddings(out)
+    _, local_emb = embed_with_engine(
+        source, EncoderSpec("efficientnet-lite0", image_size=32, device="cpu"), progress=False
+    )
+    order = np.argsort([p.stem for p in source.paths])
+    assert [i.removesuffix(".png") for i in ids] == sorted(p.stem for p in source.paths)
+    assert_allclose(emb, local_emb[order], rtol=0, atol=5e-5)
