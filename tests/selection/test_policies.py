@@ -195,7 +195,7 @@ def test_selection_errors():
         select(vals, 2, policy="per_class")
     with pytest.raises(ValueError, match="needs embeddings"):
         select(vals, 2, policy="herding", labels=np.zeros(5, int))
-    with pytest.raises(ValueError, match=r"unknown selection policy .best.; known: global, herding, per_class"):
+    with pytest.raises(ValueError, match=r"unknown selection policy .best.; known: gated_cover, global, herding, per_class"):
         select(vals, 2, policy="best")
     with pytest.raises(ValueError, match="NaN/inf at rows"):
         select(np.array([1.0, np.nan]), 1)

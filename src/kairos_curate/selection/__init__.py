@@ -7,7 +7,10 @@ reports the class histogram of the selection, warning when a class is starved.
 * ``global`` (:mod:`.global_topk`): the ``k`` highest values;
 * ``per_class`` (:mod:`.per_class`): proportional class quotas filled by value;
 * ``herding`` (:mod:`.herding`): per-class kernel herding towards the reference, among each
-  class's top values (``drop_fraction``).
+  class's top values (``drop_fraction``);
+* ``gated_cover`` (:mod:`.gated_cover`): a per-class value gate (by default the contamination
+  estimated by ``kairos_calibrated``), near-duplicate collapse, then herding towards the
+  retained pool - the project's primary selection.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def select(
     device: str = "auto",
     seed: int = 0,
     engine: Any = None,
+    keep_counts: Mapping[Any, int] | None = None,
     **policy_params: Any,
 ) -> Selection:
     """Select ``k`` pool points (or a fraction ``frac``) from their values under a policy.
@@ -121,6 +125,10 @@ def select(
         For kernel policies and random draws.
     engine
         Where a policy's tasks run (:func:`kairos_curate.engine.get_engine`; ``None``: here).
+    keep_counts
+        Label -> how many rows a gating policy keeps per class (``gated_cover`` with
+        ``keep="matched"``, e.g. the ``info["keep_counts"]`` of a ``kairos_calibrated`` result,
+        to gate another method's values to the same size).
     **policy_params
         The policy's own parameters (``drop_fraction=0.5`` for ``herding``...); an unknown
         one is an error naming the policy and its parameters.
@@ -184,6 +192,7 @@ def select(
         device=device,
         seed=seed,
         engine=engine,
+        keep_counts=None if keep_counts is None else dict(keep_counts),
     )
     choice = chooser.choose(ctx, k)
     chosen = np.asarray(choice.indices, dtype=np.int64)

@@ -153,6 +153,9 @@ class SelectionContext:
         For policies that compute kernels or draw at random.
     engine
         Where a policy's tasks run (:mod:`kairos_curate.engine`; ``None``: in this process).
+    keep_counts
+        Class -> how many rows a gating policy keeps (``gated_cover``'s ``keep="matched"``: the
+        same gate size for any method's values), if given.
     """
 
     values: np.ndarray
@@ -168,6 +171,7 @@ class SelectionContext:
     device: str = "auto"
     seed: int = 0
     engine: Any = None
+    keep_counts: dict[Any, int] | None = None
 
     @property
     def n(self) -> int:
