@@ -59,6 +59,22 @@ def test_downstream_rows_oracle_full_and_perfect_values(builder_and_calls):
     assert rows["min_class_count"].min() >= 0 and len(seen) == len(rows)
 
 
+def test_a_selection_with_its_own_method_runs_once_on_that_method(builder_and_calls):
+    builder, _, sc = builder_and_calls
+    v = builder.build(parse_setting("mix"), 0)
+    ref = sc.table("reference")
+    ref_x = stand_in_features(sc.pixels[sc.split_mask("reference")])
+    specs = {"per_class": SELECTIONS["per_class"],
+             "calibrated": SelectionSpec("calibrated", "gated_cover", {}, "kairos_calibrated")}
+    rows = pd.DataFrame(downstream_rows(
+        v, {"a": ValuationResult("a", np.zeros(v.y.size)), "b": ValuationResult("b", np.ones(v.y.size))},
+        ref_x, ref["label"].to_numpy(), lambda x, y: {"accuracy": 1.0, "macro_f1": 1.0}, budget=0.3,
+        selections=specs, random_draws=1, n_classes=N_CLASSES, seed=0, include_baselines=False))
+    assert sorted(zip(rows["method"], rows["policy"], strict=True)) == [
+        ("a", "per_class"), ("b", "per_class"), ("kairos_calibrated", "calibrated")]
+    assert (rows["k"] == round(0.3 * v.y.size)).all()
+
+
 # ----------------------------------------------------------------------------- tiny full run
 
 

@@ -59,7 +59,8 @@ def value_takeaways(out: dict[str, Any]) -> str:
     for name, sel in m["selections"].items():
         state = (f"left {sel['classes_missing']} class(es) empty" if sel["classes_missing"]
                  else f"smallest class {sel['smallest_class_count']} of {m['k']}")
-        lines.append(f"`{name}` (policy `{sel['policy']}`){' [primary]' if name == m['primary'] else ''}: {state}"
+        own = f", values of `{sel['method']}`" if sel.get("method", m["method"]) != m["method"] else ""
+        lines.append(f"`{name}` (policy `{sel['policy']}`{own}){' [primary]' if name == m['primary'] else ''}: {state}"
                      + (f", {sel['warnings']} warning(s)" if sel["warnings"] else "") + ".")
     return _bullets(lines)
 

@@ -244,9 +244,14 @@ def get_policy(name: str, params: Mapping[str, Any] | None = None) -> SelectionP
     return POLICIES.create(name, params)
 
 
+#: Keys of a selection entry that are not the policy's parameters.
+SPEC_KEYS = ("policy", "method", "method_params")
+
+
 @dataclass(frozen=True)
 class SelectionSpec:
-    """A named way to select: a policy and its parameters (one entry of ``value.selections``).
+    """A named way to select: a policy and its parameters (one entry of ``value.selections``),
+    optionally with the valuation method whose values it needs.
 
     Attributes
     ----------
@@ -256,26 +261,51 @@ class SelectionSpec:
         Registry name of the policy.
     params
         The policy's parameters (validated when the spec is made).
+    method
+        A registered valuation method this selection values with (e.g. ``gated_cover`` with
+        ``kairos_calibrated``, whose result carries the gate's keep counts); ``None``: it takes
+        the values it is given (``value.method`` in the value stage, every method in the
+        comparison).
+    method_params
+        That method's parameters.
     """
 
     name: str
     policy: str
     params: dict[str, Any] = field(default_factory=dict)
+    method: str | None = None
+    method_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         get_policy(self.policy, self.params)  # fail early, naming the policy and the parameter
+        if self.method is not None:
+            from kairos_curate.valuation import get_method  # the valuation package imports this one
+
+            try:
+                get_method(self.method, self.method_params)
+            except ParamsError as err:
+                raise ParamsError([line if line.startswith("method:") else f"method_params.{line}"
+                                   for line in err.problems]) from None
+        elif self.method_params:
+            raise ValueError("method_params is given without a method")
 
     @classmethod
     def from_mapping(cls, name: str, entry: Mapping[str, Any]) -> SelectionSpec:
-        """From ``{policy: <name>, <param>: <value>, ...}`` (a ``value.selections`` entry)."""
+        """From ``{policy: <name>, [method: <name>, method_params: {...},] <param>: <value>, ...}``
+        (a ``value.selections`` entry)."""
         if not isinstance(entry, Mapping) or "policy" not in entry:
             raise ParamsError(
                 f"{name}: must be a mapping with a 'policy' key (one of "
                 f"{', '.join(sorted(POLICIES))}) and that policy's parameters; got {entry!r}"
             )
-        params = {k: v for k, v in entry.items() if k != "policy"}
+        params = {k: v for k, v in entry.items() if k not in SPEC_KEYS}
+        method = entry.get("method")
+        method_params = entry.get("method_params") or {}
+        if not isinstance(method_params, Mapping):
+            raise ParamsError(f"{name}.method_params: must be a mapping, got {method_params!r}")
         try:
-            return cls(name, str(entry["policy"]), params)
+            return cls(name, str(entry["policy"]), params, None if method is None else str(method),
+                       dict(method_params))
         except ParamsError as err:
             raise ParamsError([f"{name}.{line}" for line in err.problems]) from None
         except ValueError as err:
@@ -284,6 +314,10 @@ class SelectionSpec:
     def policy_instance(self) -> SelectionPolicy:
         """A fresh instance of the policy with these parameters."""
         return get_policy(self.policy, self.params)
+
+    def uses(self, method: str, method_params: Mapping[str, Any] | None = None) -> bool:
+        """Whether values of ``method`` (with ``method_params``) are the ones this spec wants."""
+        return self.method is None or (self.method == method and dict(self.method_params) == dict(method_params or {}))
 
 
 def allocate_quotas(k: int, weights: dict[Any, float], capacity: dict[Any, int]) -> dict[Any, int]:

@@ -1,6 +1,10 @@
 """Stage ``value``: value every pool sample (the pool and its noisy variant) and make the named
 selections of ``value.selections``.
 
+Values come from ``value.method`` (``values.parquet``); a selection that names its own
+``method`` (the primary ``calibrated``: ``gated_cover`` on ``kairos_calibrated``) is made from
+that method's values, written next to them (``values_<method>.parquet``).
+
 Reads only what a user has: embeddings and the pool's (possibly noisy) labels. The truth table
 is not a dependency of this stage.
 """
@@ -46,32 +50,44 @@ def run(params: ValueParams, root: str | Path = ".") -> dict[str, Any]:
 def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str) -> dict[str, Any]:
     data = load_prepared(base, pool_embeddings=embeddings)  # no truth table: selection never sees it
     ids, labels, ref_labels = data.pool_ids, data.pool_labels, data.ref_labels
-    result = value(params.method, ValuationInputs(data.pool_x, labels, data.ref_x, ref_labels, params.seed, ids=ids),
-                   params.method_params)
+    inputs = ValuationInputs(data.pool_x, labels, data.ref_x, ref_labels, params.seed, ids=ids)
+    class_names = data.scenario.table("pool")["class_name"].to_numpy()
+    result = value(params.method, inputs, params.method_params)
     frame = result.to_frame().reset_index()
-    frame["class_name"] = data.scenario.table("pool")["class_name"].to_numpy()
+    frame["class_name"] = class_names
     with atomic_path(base / PATHS.values / f"values{suffix}.parquet") as tmp:
         frame.to_parquet(tmp, index=False)
 
     k = subset_size(ids.size, frac=params.budget)
     selections: dict[str, Any] = {"k": k, "method": result.method, "bandwidth": result.info.get("bandwidth")}
     histograms = {}
+    own: dict[str, Any] = {}  # a selection that names its own method is valued with it (once per method)
     for name, spec in selection_specs(params.selections).items():
+        res = result
+        if not spec.uses(params.method, params.method_params):
+            assert spec.method is not None
+            if spec.method not in own:
+                own[spec.method] = value(spec.method, inputs, spec.method_params)
+                extra = own[spec.method].to_frame().reset_index()
+                extra["class_name"] = class_names
+                with atomic_path(base / PATHS.values / f"values{suffix}_{spec.method}.parquet") as tmp:
+                    extra.to_parquet(tmp, index=False)
+            res = own[spec.method]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # recorded in the selection and printed below instead
-            chosen = select(result, k, policy=spec.policy_instance(), reference_labels=ref_labels,
+            chosen = select(res, k, policy=spec.policy_instance(), reference_labels=ref_labels,
                             embeddings=data.pool_x, reference=data.ref_x,
                             min_class_share=params.min_class_share, seed=params.seed)
         for message in chosen.warnings:
             print(f"WARNING [{embeddings}, {name}]: {message}")
-        selections[name] = chosen.to_dict()
+        selections[name] = {**chosen.to_dict(), "method": res.method}
         histograms[name] = {data.scenario.class_names[int(c)]: int(n) for c, n in chosen.class_counts.items()}
     write_json(base / PATHS.values / f"selections{suffix}.json", selections)
     metrics = {
         "method": result.method, "method_params": result.params, "bandwidth": result.info.get("bandwidth"),
         "label_mode": str(result.info.get("label_mode")), "k": k, "pool_size": int(ids.size),
         "value_seconds": result.seconds, "primary": params.primary,
-        "selections": {name: {"policy": selections[name]["policy"],
+        "selections": {name: {"policy": selections[name]["policy"], "method": selections[name]["method"],
                               "smallest_class_count": min(hist.values()),
                               "classes_missing": sum(1 for n in hist.values() if n == 0),
                               "warnings": len(selections[name]["warnings"])} for name, hist in histograms.items()},

@@ -1,7 +1,8 @@
 """Downstream of selection: train a cheap probe on each method's selections and compare.
 
 For a pool variant, every method's values go through every named selection (policy +
-parameters) at the same budget; a logistic-regression probe on the frozen embeddings is trained
+parameters) at the same budget - except a selection that names its own valuation method, which
+runs once, on that method's result; a logistic-regression probe on the frozen embeddings is trained
 on each subset with its (possibly noisy) labels and scored on the clean test set. Baselines of
 the same size: uniform random subsets, an *oracle* subset drawn from truly clean rows (the only
 row that reads ground truth; a ceiling, not a method) and the full pool. Each row also reports
@@ -115,7 +116,8 @@ def downstream_rows(
     budget
         Subset size as a fraction of the variant (at least one sample per class).
     selections
-        Selection name -> spec; every method's values go through each.
+        Selection name -> spec; every method's values go through each (a spec with its own
+        ``method`` only through that method's result, valued here if ``results`` lacks it).
     random_draws
         Uniform random subsets of the same size.
     n_classes
@@ -134,8 +136,10 @@ def downstream_rows(
     n = variant.y.shape[0]
     k = max(n_classes, round(float(budget) * n))
     rows: list[dict[str, Any]] = []
+    shared = [spec for spec in selections.values() if spec.method is None]
+    own = [spec for spec in selections.values() if spec.method is not None]
     for name, result in results.items():
-        for spec in selections.values():
+        for spec in shared:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # starved classes show up as min_class_count
                 chosen = select(
@@ -151,6 +155,20 @@ def downstream_rows(
                 )
             rows.append(subset_row(variant, probe, chosen.indices, n_classes, method=name,
                                    policy=spec.name, draw=0))
+    for spec in own:  # a selection with its own method: one row, on that method's full result
+        assert spec.method is not None
+        found = None if spec.method_params else results.get(spec.method)  # results: default parameters
+        if found is None:
+            from kairos_curate.valuation import ValuationInputs, value
+
+            found = value(spec.method, ValuationInputs(variant.x, variant.y, ref_x, y_ref, seed, ids=variant.ids),
+                          spec.method_params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chosen = select(found, k, policy=spec.policy_instance(), labels=variant.y, ids=variant.ids,
+                            reference_labels=y_ref, embeddings=variant.x, reference=ref_x, seed=seed)
+        rows.append(subset_row(variant, probe, chosen.indices, n_classes, method=spec.method,
+                               policy=spec.name, draw=0))
     if include_baselines:
         rng = np.random.default_rng([int(seed), 7])
         for draw in range(int(random_draws)):
