@@ -120,7 +120,8 @@ def test_dry_run_writes_nothing(folders, tmp_path, capsys):
                  "10%", "--out", str(out), "--link-dir", str(tmp_path / "links"), "--dry-run", *ENC])
     assert code == 0
     text = capsys.readouterr().out
-    assert "dry run" in text and "select " in text and "herding" in text and "link the" in text
+    assert "dry run" in text and "select " in text and "gated_cover" in text and "link the" in text
+    assert "kairos_calibrated for the selection" in text
     assert not out.exists() and not (tmp_path / "links").exists()
 
 

@@ -7,12 +7,18 @@ class, the ``torchvision.datasets.ImageFolder`` convention) or a manifest (CSV/P
 1. reads both, decoding every image once: unreadable files are listed with the reason and left
    out; pool classes the reference lacks are an error that names them;
 2. embeds them with a frozen encoder (content-keyed cache: an interrupted run resumes);
-3. values the pool with KAIROS (class-conditional: every sample against its class's reference);
-4. selects ``budget`` samples with the project's primary policy (:data:`PRIMARY_SELECTION`);
+3. values the pool with KAIROS (class-conditional: every sample against its class's reference)
+   and, when the selection names its own method (the primary does: ``kairos_calibrated``,
+   reference-calibrated p-values), with that method too;
+4. selects ``budget`` samples with the project's primary selection (:data:`PRIMARY_SELECTION`:
+   ``gated_cover`` - per class drop the estimated bad count, collapse near copies, herd towards
+   the retained pool); ``value`` / ``rank`` / ``reason`` in ``curated.csv`` refer to the values
+   the selection used;
 5. audits the pool (:func:`kairos_curate.audit.audit`: issue types, gallery);
 6. writes into ``out_dir``: ``curated.csv`` (every pool file: ``id, path, label, selected,
    order, value, rank, issues, reason``; selected rows first, in selection order),
-   ``values.csv`` (every KAIROS term per sample), ``audit/audit.html`` + ``audit/flags.csv``,
+   ``values.csv`` (every KAIROS term per sample, then the selection method's columns prefixed
+   ``<method>.``), ``audit/audit.html`` + ``audit/flags.csv``,
    ``unreadable.csv`` (if any) and ``summary.json``; with ``link_dir`` the selected files as an
    ImageFolder tree of symbolic links (``torchvision.datasets.ImageFolder(link_dir)``).
 
@@ -60,9 +66,10 @@ __all__ = [
     "read_image_set",
 ]
 
-#: The project's primary selection (a registered policy and its parameters), used by ``curate``
-#: unless told otherwise; the one place to change it.
-PRIMARY_SELECTION: dict[str, Any] = {"policy": "herding", "drop_fraction": 0.5}
+#: The project's primary selection (a registered policy, its parameters and the valuation method
+#: it needs), used by ``curate`` unless told otherwise; the one place to change it. Same as
+#: ``value.selections.calibrated`` in ``params.yaml``.
+PRIMARY_SELECTION: dict[str, Any] = {"policy": "gated_cover", "method": "kairos_calibrated"}
 
 #: File endings torchvision's ImageFolder loads (``torchvision.datasets.folder.IMG_EXTENSIONS``).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -588,7 +595,8 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
         f"reference: {len(ref_set)} readable images from {ref_set.spec} ({ref_set.kind}); "
         f"{len(ref_set.unreadable)} unreadable; per class {ref_set.class_counts()}",
         f"embed with {encoder} (image size {image_size or 'the model default'}, device {device}), cache {cache}",
-        f"value with KAIROS (label mode {label_mode}, bandwidth {bandwidth})",
+        f"value with KAIROS (label mode {label_mode}, bandwidth {bandwidth})"
+        + (f", and with {spec.method} for the selection" if spec.method else ""),
         f"select {k} of {len(pool_set)} ({k / len(pool_set):.1%}) with policy {chosen_policy}",
         f"audit the pool into {out / 'audit'} (alpha {alpha})" if run_audit else "no audit",
         f"write {out / 'curated.csv'}, {out / 'values.csv'}, {out / 'summary.json'}"
@@ -624,13 +632,24 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
     res = kairos_values(x_pool, x_ref, bandwidth, pool_labels=y_pool, reference_labels=y_ref, label_mode=mode,
                         device=device, seed=seed, progress=show)
     values = res.to_frame(pool_ids)
+    ranked = values  # the values the selection ranks by (its own method's, if it names one)
+    sel_res = res
+    if spec.method is not None:
+        from kairos_curate.valuation import ValuationInputs, value
+
+        sel_res = value(spec.method, ValuationInputs(x_pool, y_pool, x_ref, y_ref, seed, ids=pool_ids,
+                                                     device=device), spec.method_params)
+        ranked = sel_res.to_frame(pool_ids)
+        extra = ranked.drop(columns=[c for c in ("label", "rank") if c in ranked.columns])
+        values = values.join(extra.add_prefix(f"{spec.method}."))
     timings["value"] = time.perf_counter() - t
-    say(f"valued {len(values)} samples (bandwidth {res.bandwidth:.4g}, label mode {mode}) in {timings['value']:.1f}s")
+    say(f"valued {len(values)} samples (bandwidth {res.bandwidth:.4g}, label mode {mode}"
+        + (f"; {spec.method} for the selection" if spec.method else "") + f") in {timings['value']:.1f}s")
 
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # recorded in selection.warnings and printed below
-        chosen = select(res, k, policy=spec.policy_instance(), labels=y_pool, ids=pool_ids,
+        chosen = select(sel_res, k, policy=spec.policy_instance(), labels=y_pool, ids=pool_ids,
                         embeddings=x_pool, reference=x_ref, reference_labels=y_ref, device=device, seed=seed)
     timings["select"] = time.perf_counter() - t
     for msg in chosen.warnings:
@@ -661,11 +680,11 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
         found = ", ".join(f"{t_} {n}" for t_, n in audit_result.info["issues"].items())
         say(f"audit: {found}; gallery {audit_result.html_path}")
 
-    reasons, order = _reasons(values, chosen, y_pool, k, issues)
+    reasons, order = _reasons(ranked, chosen, y_pool, k, issues)
     curated = pd.DataFrame({
         "id": pool_ids, "path": pool_set.table["path"].to_numpy(), "label": y_pool,
-        "selected": order > 0, "order": order, "value": values["value"].to_numpy(),
-        "rank": values["rank"].to_numpy(),
+        "selected": order > 0, "order": order, "value": ranked["value"].to_numpy(),
+        "rank": ranked["rank"].to_numpy(),
         "issues": issues.to_numpy() if issues is not None else "", "reason": reasons,
     })
     if len(pool_set.unreadable):

@@ -102,9 +102,12 @@ def test_outputs_make_sense(project):
     assert value["selections"]["per_class"]["classes_missing"] == 0
     selections = json.loads((project / "data/values/selections.json").read_text())
     pool_ids = set(pd.read_parquet(project / "data/prepared/samples.parquet").query("split == 'pool'")["id"])
-    for policy in ("global", "per_class", "herding"):
+    for policy in ("global", "per_class", "herding", "calibrated"):
         assert len(selections[policy]["ids"]) == value["k"]
         assert set(selections[policy]["ids"]) <= pool_ids
+    assert value["primary"] == "calibrated" and selections["calibrated"]["method"] == "kairos_calibrated"
+    assert selections["herding"]["method"] == value["method"] == "kairos_class_conditional"
+    assert (project / "data/values/values_kairos_calibrated.parquet").exists()
     detection = pd.read_csv(project / "reports/tables/compare_detection.csv").set_index(["method", "problem"])
     # heavy pixel noise is far from the clean reference: every KAIROS variant must find it
     assert detection.loc[("kairos_feature", "pixel noise"), "auroc_mean"] > 0.7
@@ -120,7 +123,7 @@ def test_outputs_make_sense(project):
     assert runs.loc[runs["kind"] == "oracle", "uses_ground_truth"].all()
     assert not runs.loc[runs["kind"] != "oracle", "uses_ground_truth"].any()
     sweep = pd.read_csv(project / "reports/tables/finetune_sweep.csv")
-    assert sorted(sweep["fraction"]) == [0.5, 1.0] and set(sweep["subset"]) == {"herding"}
+    assert sorted(sweep["fraction"]) == [0.5, 1.0] and set(sweep["subset"]) == {"calibrated"}
     html = (project / "reports/capstone.html").read_text()
     assert "Provenance" in html and html.count("data:image/png;base64,") >= 6
     assert "was not produced" not in html

