@@ -234,10 +234,11 @@ class GatedCover(SelectionPolicy):
             members[c] = mem
             if dedup and mem.size <= DENSE_MAX:
                 sq = _sq_dists(x[mem], x[mem])
-                if self.params.cover == "pool":
-                    kernels[c] = np.exp(-(1.0 / (2 * sigma * sigma)) * sq)
                 earlier = np.triu(np.sqrt(sq) < radius, 1)  # row i before row j in id order
                 copies = mem[earlier.any(0)]
+                if self.params.cover == "pool":  # reuse the distances for the class kernel, in place
+                    np.multiply(sq, -(1.0 / (2 * sigma * sigma)), out=sq)
+                    kernels[c] = np.exp(sq, out=sq)
             elif dedup:
                 copies = mem[near_duplicates(x, mem, radius)]
             else:

@@ -4,6 +4,8 @@ Every method is one module that registers a :class:`ValuationMethod` and returns
 result type, :class:`ValuationResult`; :func:`value` runs any of them by name.
 
 * KAIROS (:mod:`.kairos`): ``kairos_feature``, ``kairos_residual``, ``kairos_class_conditional``;
+  ``kairos_calibrated`` (:mod:`.calibrated`): KAIROS witness and label posterior as p-values
+  calibrated on the reference, with per-class contamination estimates (the primary selection's);
   exact blocked kernel sums (:mod:`.kernels`, CPU or CUDA), exact leave-one-out (:mod:`.loo`),
   incremental updates (:class:`KairosState`), random Fourier features (:func:`rff_kairos_values`);
 * baselines: ``knn_shapley``, ``lava``, ``confident_learning``, ``nearest_reference``,
