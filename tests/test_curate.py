@@ -214,3 +214,17 @@ def test_curate_help_explains_every_option_and_starts_light():
                    "--no-audit", "--alpha", "--progress", "ImageFolder", "manifest"):
         assert option in out
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_reasons_name_collapsed_near_copies_and_the_gate():
+    from kairos_curate.curate import _reasons
+    from kairos_curate.selection import Selection
+
+    values = pd.DataFrame({"value": [0.9, 0.8, 0.7, 0.1]}, index=pd.Index(["a", "b", "c", "d"], name="id"))
+    sel = Selection(indices=np.array([0]), ids=np.array(["a"]), class_counts={"x": 1}, policy="gated_cover",
+                    info={"collapsed_rows": [1]}, eligible=np.array([True, True, True, False]))
+    reasons, order = _reasons(values, sel, np.array(["x"] * 4), 1, None)
+    assert order.tolist() == [1, 0, 0, 0] and reasons[0].startswith("kept: pick 1 of 1 by gated_cover")
+    assert reasons[1].startswith("dropped: near copy of another sample of its class, collapsed by gated_cover")
+    assert reasons[2].startswith("dropped: not picked by gated_cover within the budget")
+    assert reasons[3].startswith("dropped: did not pass the value gate of gated_cover")

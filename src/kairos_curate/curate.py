@@ -465,10 +465,14 @@ def _reasons(values: pd.DataFrame, selection: Selection, labels: np.ndarray, k: 
         class_size[rows] = rows.size
     reasons = []
     name = selection.policy
+    copies = np.zeros(n, dtype=bool)
+    copies[np.asarray(selection.info.get("collapsed_rows", []), dtype=np.int64)] = True
     for i in range(n):
         where = f"value rank {in_class_rank[i]} of {class_size[i]} in class {str(labels[i])!r}"
         if order[i]:
             text = f"kept: pick {order[i]} of {k} by {name} ({where})"
+        elif copies[i]:
+            text = f"dropped: near copy of another sample of its class, collapsed by {name} ({where})"
         elif eligible is not None and not eligible[i]:
             text = f"dropped: did not pass the value gate of {name} ({where})"
         else:

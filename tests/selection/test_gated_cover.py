@@ -142,12 +142,12 @@ def test_near_duplicates_are_collapsed_except_with_the_reference_cover(pool):
     x = x.copy()
     x[41:50] = x[40] + 1e-4 * np.random.default_rng(5).normal(size=(9, 5))  # 9 copies of row 40 (class 1)
     sel = _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="all")
-    assert sel.info["duplicates_collapsed"] == 9
-    assert sel.eligible[40] and not sel.eligible[41:50].any()
+    assert sel.info["duplicates_collapsed"] == 9 and sel.info["collapsed_rows"] == list(range(41, 50))
+    assert sel.info["candidates"][1] == 31 and sel.eligible.all()  # eligible is the gate (keep="all")
     assert not set(sel.indices.tolist()) & set(range(41, 50))
     # the copy with the smallest id stays: reversed ids keep row 49 instead
     rev = _select(np.zeros(120), 30, x, y, ref, y_ref, ids[::-1].copy(), policy="gated_cover", keep="all")
-    assert rev.eligible[49] and not rev.eligible[40:49].any()
+    assert rev.info["collapsed_rows"] == list(range(40, 49))
     plain = _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="all", dedup=False)
     ref_cover = _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="all", cover="reference")
     assert plain.info["duplicates_collapsed"] == ref_cover.info["duplicates_collapsed"] == 0

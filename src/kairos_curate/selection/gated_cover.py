@@ -29,6 +29,10 @@ have to decide something herding does not do. Here they decide which pool is cov
    ``argmin_j 2 sum_{s in S} k(x_j, s) + k(x_j, x_j) - 2 (t + 1) <mu, phi(x_j)>``, ties to the
    smallest id.
 
+The choice's ``eligible`` mask is the gate; ``info`` has the per-class gate sizes
+(``gate_kept``), the candidates left after the collapse (``candidates``), the collapsed rows
+(``collapsed_rows``, ``duplicates_collapsed``) and the radius used.
+
 Kernels use the valuation's bandwidth (else the median heuristic). A class of at most
 :data:`DENSE_MAX` rows gets its float64 kernel matrix once (exact; one row per pick is then a
 lookup); a larger class herds through the blocked float32 tiles of :func:`.herding.herd_rows`
@@ -227,7 +231,7 @@ class GatedCover(SelectionPolicy):
         candidates: dict[Any, np.ndarray] = {}
         members: dict[Any, np.ndarray] = {}
         kernels: dict[Any, np.ndarray] = {}
-        collapsed = 0
+        collapsed: list[np.ndarray] = []
         for c, rows in gated.items():
             rows = np.sort(rows)
             mem = by_class[c][np.argsort(ctx.ids[by_class[c]], kind="stable")]  # class rows by id
@@ -244,19 +248,21 @@ class GatedCover(SelectionPolicy):
             else:
                 copies = np.zeros(0, dtype=np.int64)
             kept = np.setdiff1d(rows, copies)
-            collapsed += rows.size - kept.size
+            collapsed.append(np.setdiff1d(rows, kept))
             candidates[c] = kept[np.argsort(ctx.ids[kept], kind="stable")]
         quotas, more = class_quotas(ctx, k, candidates)
         chosen = self._cover(ctx, x, z, y_ref, sigma, candidates, members, kernels, quotas)
-        eligible = np.zeros(ctx.n, dtype=bool)
-        for rows in candidates.values():
+        eligible = np.zeros(ctx.n, dtype=bool)  # the gate (copies collapsed later are still in it)
+        for rows in gated.values():
             eligible[rows] = True
+        copies_out = np.sort(np.concatenate(collapsed)) if collapsed else np.zeros(0, dtype=np.int64)
         info = {
             "keep": self.params.keep,
             "cover": self.params.cover,
             "gate_kept": {py_scalar(c): int(v.size) for c, v in gated.items()},
             "candidates": {py_scalar(c): int(v.size) for c, v in candidates.items()},
-            "duplicates_collapsed": int(collapsed),
+            "duplicates_collapsed": int(copies_out.size),
+            "collapsed_rows": [int(i) for i in copies_out],
             "duplicate_radius": float(radius),
         }
         return PolicyChoice(indices=chosen, quotas=quotas, notes=notes + more, info=info, eligible=eligible)
