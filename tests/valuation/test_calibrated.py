@@ -207,6 +207,18 @@ def test_planted_off_task_and_flipped_blocks_are_dropped(n_off, n_flip):
     assert min(res.clean_share[c] for c in (1, 2, 3)) >= 0.8
 
 
+def test_row_chunks_give_the_same_values(small, monkeypatch):
+    from kairos_curate.valuation import calibrated
+
+    x, y, z, yr = small
+    whole = calibrated_values(x, z, y, yr, bandwidth=1.3)
+    monkeypatch.setattr(calibrated, "_CHUNK_BYTES", 8 * 21 * 5)  # 5 rows a chunk
+    chunked = calibrated_values(x, z, y, yr, bandwidth=1.3)
+    for name in ("witness", "label_statistic", "p_feature", "p_label"):
+        assert_allclose(chunked.terms[name], whole.terms[name], rtol=1e-12, atol=1e-15)
+    assert_allclose(chunked.values, whole.values, rtol=1e-12)
+
+
 def test_registered_method_and_errors():
     x, y, z, yr, _ = _scenario(2, n_per=20)
     cls = METHODS["kairos_calibrated"]

@@ -94,12 +94,8 @@ def _scalar(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _chunks(n_rows: int, n_cols: int) -> range:
-    step = max(1, _CHUNK_BYTES // (8 * max(n_cols, 1)))
-    return range(0, n_rows, step)
-
-
 def _step(n_cols: int) -> int:
+    """Rows per float64 chunk of ``n_cols`` columns within :data:`_CHUNK_BYTES`."""
     return max(1, _CHUNK_BYTES // (8 * max(n_cols, 1)))
 
 
@@ -130,7 +126,7 @@ def witness_statistics(
     n, m = x.shape[0], z.shape[0]
     b = np.zeros(n)
     ra_sum = np.zeros(m)
-    for start in _chunks(n, m):
+    for start in range(0, n, _step(m)):
         rows = slice(start, start + _step(m))
         kxz = rbf(x[rows], z, sigma)
         cx = codes[rows]
@@ -207,7 +203,7 @@ def label_statistics(
     """
     n_classes = int(ref_codes.max()) + 1
     lab = np.zeros(x.shape[0])
-    for start in _chunks(x.shape[0], z.shape[0]):
+    for start in range(0, x.shape[0], _step(z.shape[0])):
         rows = slice(start, start + _step(z.shape[0]))
         kxz = rbf(x[rows], z, sigma_label)
         means = np.stack([kxz[:, ref_codes == c].mean(1) for c in range(n_classes)], 1)
