@@ -158,6 +158,26 @@ def synthetic_scenario(seed: int = 0) -> Scenario:
     )
 
 
+def make_value_project(root: Path, seed: int = 0) -> Scenario:
+    """A project tree the ``value`` stage can read: :func:`synthetic_scenario` saved under
+    ``data/prepared`` and stand-in embeddings (pool, noisy pool, reference, test)."""
+    from kairos_curate.config import PATHS
+    from kairos_curate.io import save_embeddings
+
+    scenario = synthetic_scenario(seed)
+    scenario.save(root / PATHS.prepared, root / PATHS.truth)
+    rng = np.random.default_rng(seed)
+    for split in ("pool", "reference", "test"):
+        rows = (scenario.samples["split"] == split).to_numpy()
+        ids = scenario.samples["id"].to_numpy()[rows]
+        features = stand_in_features(scenario.pixels[rows])
+        save_embeddings(root / PATHS.embeddings / f"{split}.npz", ids, features)
+        if split == "pool":
+            noisy = features + rng.normal(0, 0.05, features.shape).astype(np.float32)
+            save_embeddings(root / PATHS.embeddings / "pool_noisy.npz", ids, noisy)
+    return scenario
+
+
 # ----------------------------------------------------------------------------- a fake finished project (for the report)
 
 METRICS = ("accuracy", "macro_f1", "auc", "train_time_s")

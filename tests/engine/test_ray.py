@@ -197,3 +197,36 @@ def test_cli_engine_ray_matches_local(ray_engine, tmp_path, data):
     order = np.argsort([p.stem for p in source.paths])
     assert [i.removesuffix(".png") for i in ids] == sorted(p.stem for p in source.paths)
     assert_allclose(emb, local_emb[order], rtol=0, atol=5e-5)
+
+
+def test_value_stage_on_ray_equals_local(ray_engine, tmp_path):
+    """The pipeline's value stage with `engine: {name: ray}` (params.yaml) joins the running
+    cluster and gives the local stage's values, tables and selections."""
+    import json
+
+    import pandas as pd
+
+    from kairos_curate.config import PATHS
+    from kairos_curate.stages import value as stage
+
+    from ..fake_datasets import make_value_project
+
+    for name in ("local", "ray"):
+        make_value_project(tmp_path / name)
+    cfg = stage.load({"value": {"method_params": {"bandwidth": 1.5}},
+                      "engine": {"name": "ray", "shard_size": 50}})
+    local = stage.run(cfg.value, tmp_path / "local")
+    on_ray = stage.run(cfg.value, tmp_path / "ray", engine=cfg.engine)
+    assert ray_engine._ray.is_initialized()  # the stage joined the cluster and left it running
+    assert on_ray["metrics"]["engine"] == "ray" and on_ray["metrics"]["value_path"] == "exact"
+    assert on_ray["result"].info["engine"] == "ray" and on_ray["result"].info["shards"] == 3
+    for out in ("", "_noisy"):
+        a = pd.read_parquet(tmp_path / "local" / PATHS.values / f"values{out}.parquet")
+        b = pd.read_parquet(tmp_path / "ray" / PATHS.values / f"values{out}.parquet")
+        assert list(a.columns) == list(b.columns) and a["id"].tolist() == b["id"].tolist()
+        assert_allclose(b["value"], a["value"], rtol=0, atol=1e-6)
+        sel_a = json.loads((tmp_path / "local" / PATHS.values / f"selections{out}.json").read_text())
+        sel_b = json.loads((tmp_path / "ray" / PATHS.values / f"selections{out}.json").read_text())
+        for name in cfg.value.selections:
+            assert sel_a[name]["ids"] == sel_b[name]["ids"], name
+    assert_allclose(on_ray["noisy"]["result"].values, local["noisy"]["result"].values, rtol=0, atol=1e-6)
