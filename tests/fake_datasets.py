@@ -178,6 +178,23 @@ def make_value_project(root: Path, seed: int = 0) -> Scenario:
     return scenario
 
 
+def make_embed_project(root: Path, seed: int = 0) -> Scenario:
+    """A project tree the ``embed`` stage can read: :func:`synthetic_scenario` under
+    ``data/prepared`` and a noisy pool variant (a few pool images changed) under
+    ``data/prepared_noisy``."""
+    from kairos_curate.config import PATHS
+    from kairos_curate.data.scenario import PoolVariant
+
+    scenario = synthetic_scenario(seed)
+    scenario.save(root / PATHS.prepared, root / PATHS.truth)
+    pool = (scenario.samples["split"] == "pool").to_numpy()
+    pixels = scenario.pixels[pool].copy()
+    pixels[::7] = 255 - pixels[::7]
+    PoolVariant(ids=scenario.samples["id"].to_numpy(dtype=str)[pool], pixels=pixels, truth=scenario.truth,
+                info={}).save(root / PATHS.noisy_pool, root / PATHS.noisy_truth)
+    return scenario
+
+
 # ----------------------------------------------------------------------------- a fake finished project (for the report)
 
 METRICS = ("accuracy", "macro_f1", "auc", "train_time_s")

@@ -230,3 +230,29 @@ def test_value_stage_on_ray_equals_local(ray_engine, tmp_path):
         for name in cfg.value.selections:
             assert sel_a[name]["ids"] == sel_b[name]["ids"], name
     assert_allclose(on_ray["noisy"]["result"].values, local["noisy"]["result"].values, rtol=0, atol=1e-6)
+
+
+def test_embed_stage_on_ray_equals_local(ray_engine, tmp_path):
+    """The pipeline's embed stage with `engine: {name: ray}` embeds every split on Ray Data into
+    the project's cache and writes the local stage's embeddings (up to float32 batch effects)."""
+    from kairos_curate.config import PATHS
+    from kairos_curate.io import load_embeddings
+    from kairos_curate.stages import embed as stage
+
+    from ..fake_datasets import make_embed_project
+
+    for name in ("local", "ray"):
+        make_embed_project(tmp_path / name)
+    cfg = stage.load({"embed": {"image_size": 32, "batch_size": 16, "device": "cpu"},
+                      "engine": {"name": "ray", "embed_shard_size": 64}})
+    local = stage.run(cfg.embed, tmp_path / "local")
+    on_ray = stage.run(cfg.embed, tmp_path / "ray", engine=cfg.engine)
+    assert ray_engine._ray.is_initialized()
+    assert local["engine"] == "local" and on_ray["engine"] == "ray"
+    for split in ("pool", "reference", "test", "pool_noisy"):
+        ids_a, emb_a = load_embeddings(tmp_path / "local" / PATHS.embeddings / f"{split}.npz")
+        ids_b, emb_b = load_embeddings(tmp_path / "ray" / PATHS.embeddings / f"{split}.npz")
+        assert np.array_equal(ids_a, ids_b) and on_ray[f"{split}_images"] == local[f"{split}_images"]
+        assert_allclose(emb_b, emb_a, rtol=0, atol=5e-5)
+    shards = list((tmp_path / "ray" / PATHS.embedding_cache).rglob("shard-*.parquet"))
+    assert shards and max(_shard_rows(shards[0].parent).values()) <= 64  # written by the Ray workers
