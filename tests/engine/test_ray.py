@@ -230,6 +230,11 @@ def test_value_stage_on_ray_equals_local(ray_engine, tmp_path):
         for name in cfg.value.selections:
             assert sel_a[name]["ids"] == sel_b[name]["ids"], name
     assert_allclose(on_ray["noisy"]["result"].values, local["noisy"]["result"].values, rtol=0, atol=1e-6)
+    # a baseline has no distributed path: valued in the driver, as locally, and said so
+    base = stage.load({"value": {"method": "nearest_reference"}, "engine": {"name": "ray"}})
+    out = stage.run(base.value, tmp_path / "ray", engine=base.engine)
+    assert out["metrics"]["engine"] == "ray" and out["metrics"]["value_path"] == "local"
+    assert np.array_equal(out["result"].values, stage.run(base.value, tmp_path / "local")["result"].values)
 
 
 def test_embed_stage_on_ray_equals_local(ray_engine, tmp_path):

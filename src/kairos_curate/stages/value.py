@@ -65,6 +65,8 @@ def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str, e
     inputs = ValuationInputs(data.pool_x, labels, data.ref_x, ref_labels, params.seed, ids=ids)
     path = engine.value_path(get_method(params.method, params.method_params).family, int(ids.size))
     if path == "local":
+        if engine.name == "ray":
+            print(f"NOTE [{embeddings}]: {params.method} has no distributed path; valued in this process")
         result = value(params.method, inputs, params.method_params)  # the single-process path
     else:
         from kairos_curate.engine.valuation import value_method_with_engine
