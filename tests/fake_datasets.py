@@ -158,6 +158,43 @@ def synthetic_scenario(seed: int = 0) -> Scenario:
     )
 
 
+def make_value_project(root: Path, seed: int = 0) -> Scenario:
+    """A project tree the ``value`` stage can read: :func:`synthetic_scenario` saved under
+    ``data/prepared`` and stand-in embeddings (pool, noisy pool, reference, test)."""
+    from kairos_curate.config import PATHS
+    from kairos_curate.io import save_embeddings
+
+    scenario = synthetic_scenario(seed)
+    scenario.save(root / PATHS.prepared, root / PATHS.truth)
+    rng = np.random.default_rng(seed)
+    for split in ("pool", "reference", "test"):
+        rows = (scenario.samples["split"] == split).to_numpy()
+        ids = scenario.samples["id"].to_numpy()[rows]
+        features = stand_in_features(scenario.pixels[rows])
+        save_embeddings(root / PATHS.embeddings / f"{split}.npz", ids, features)
+        if split == "pool":
+            noisy = features + rng.normal(0, 0.05, features.shape).astype(np.float32)
+            save_embeddings(root / PATHS.embeddings / "pool_noisy.npz", ids, noisy)
+    return scenario
+
+
+def make_embed_project(root: Path, seed: int = 0) -> Scenario:
+    """A project tree the ``embed`` stage can read: :func:`synthetic_scenario` under
+    ``data/prepared`` and a noisy pool variant (a few pool images changed) under
+    ``data/prepared_noisy``."""
+    from kairos_curate.config import PATHS
+    from kairos_curate.data.scenario import PoolVariant
+
+    scenario = synthetic_scenario(seed)
+    scenario.save(root / PATHS.prepared, root / PATHS.truth)
+    pool = (scenario.samples["split"] == "pool").to_numpy()
+    pixels = scenario.pixels[pool].copy()
+    pixels[::7] = 255 - pixels[::7]
+    PoolVariant(ids=scenario.samples["id"].to_numpy(dtype=str)[pool], pixels=pixels, truth=scenario.truth,
+                info={}).save(root / PATHS.noisy_pool, root / PATHS.noisy_truth)
+    return scenario
+
+
 # ----------------------------------------------------------------------------- a fake finished project (for the report)
 
 METRICS = ("accuracy", "macro_f1", "auc", "train_time_s")

@@ -79,6 +79,76 @@ def test_similar_pairs_match_brute_force():
         assert set(zip(i2.tolist(), j2.tolist(), strict=True)) == {(a, b) for a, b in want if v[a] @ v[b] > 0.5}
 
 
+def _planted_unit_rows(n: int = 400, d: int = 16, seed: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    for src, dst in ((3, 7), (7, 20), (100, n - 1), (n // 2, n // 2 + 1), (n // 2, n // 2 + 2), (5, 6)):
+        x[dst] = x[src] + 0.05 * rng.normal(size=d)
+    x[9] = 0.0  # a zero row matches nothing
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("index", ["flat", "ivf"])
+def test_similar_pairs_with_faiss_above_the_exact_size_match_the_scan_and_brute_force(index):
+    """With the exact size forced below the pool, FAISS finds the scan's pairs and nearest scores
+    (IVF probes every cell at this size, so it is exact too)."""
+    pytest.importorskip("faiss")
+    u = _planted_unit_rows()
+    v = u[:, ::-1].copy()  # a second view: the pairs' order of coordinates does not matter to it
+    sims = u.astype(np.float64) @ u.T.astype(np.float64)
+    np.fill_diagonal(sims, -np.inf)
+    n = len(u)
+    for threshold in (0.9, 0.6):
+        want = {(a, b) for a in range(n) for b in range(a + 1, n) if sims[a, b] > threshold}
+        assert len(want) >= 6
+        scan = iss.similar_pairs([u], [threshold], block_size=64)
+        ann = iss.similar_pairs([u], [threshold], exact_max=50, index=index)
+        assert set(zip(scan[0].tolist(), scan[1].tolist(), strict=True)) == want
+        assert np.array_equal(ann[0], scan[0]) and np.array_equal(ann[1], scan[1])  # same pairs, same order
+        np.testing.assert_allclose(ann[2], scan[2], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(ann[3], scan[3], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(ann[3], sims.max(1), rtol=0, atol=1e-5)
+        two = iss.similar_pairs([u, v], [threshold, 0.95], exact_max=50, index=index)
+        two_scan = iss.similar_pairs([u, v], [threshold, 0.95])
+        assert np.array_equal(two[0], two_scan[0]) and np.array_equal(two[1], two_scan[1])
+
+
+def test_audit_near_duplicates_through_faiss_equal_the_scan(tmp_path, monkeypatch):
+    """The audit's near-duplicate columns are the same with FAISS (exact size forced to 10 rows)."""
+    pytest.importorskip("faiss")
+    import kairos_curate.neighbours as nb
+
+    u = _planted_unit_rows(n=120, d=8, seed=5)
+    rng = np.random.default_rng(6)
+    ref = rng.normal(size=(30, 8))
+    ids = np.array([f"s{i:03d}" for i in range(len(u))])
+    cols = ["near_duplicate_score", "is_near_duplicate", "duplicate_group", "duplicate_keep", "duplicate_of"]
+    scan = audit(u, ref, None, ids, out_dir=tmp_path / "scan", dup_threshold=0.9, bandwidth=1.5, device="cpu")
+    calls = []
+    real = iss.similar_pairs
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[0][0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(iss, "EXACT_PAIRS_MAX", 10)
+    monkeypatch.setattr(iss, "similar_pairs", spy)
+    used = []
+    real_pairs = nb.threshold_pairs
+
+    def spy_pairs(*args, **kwargs):
+        used.append(kwargs["index"])
+        return real_pairs(*args, **kwargs)
+
+    monkeypatch.setattr(nb, "threshold_pairs", spy_pairs)
+    ann = audit(u, ref, None, ids, out_dir=tmp_path / "ann", dup_threshold=0.9, bandwidth=1.5, device="cpu")
+    assert calls == [120] and used == ["ivf"]  # the audit went through FAISS
+    assert scan.table["is_near_duplicate"].sum() >= 4
+    pd.testing.assert_frame_equal(ann.table[cols[1:]], scan.table[cols[1:]])
+    np.testing.assert_allclose(ann.table[cols[0]], scan.table[cols[0]], rtol=0, atol=1e-5)
+
+
 def test_pixel_statistics_see_noise_blur_and_darkness():
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:64, 0:64]

@@ -39,3 +39,15 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make repro" in readme
+
+
+def test_scale_extra_and_environment_hold_ray_and_faiss():
+    """The Ray and FAISS tests get their packages from the project's own files."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    for reqs in (project["optional-dependencies"]["scale"], project["optional-dependencies"]["dev"], pip):
+        names = {_name(r) for r in reqs}
+        assert {"ray", "faiss-cpu", "psutil"} <= names
+        assert "ray[data]==2.60.0" in [r.replace(" ", "") for r in reqs]
+    assert "More than one machine" in (ROOT / "README.md").read_text()

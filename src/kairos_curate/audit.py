@@ -10,7 +10,9 @@ for each issue type (:data:`ISSUE_TYPES`; the statistics are in :mod:`kairos_cur
   KAIROS terms ``b`` and ``a`` as a log density ratio);
 * ``mislabelled`` - the reference's kernel class posterior disagrees with the given label, with
   the suggested label and its posterior;
-* ``near_duplicate`` - a group id and the copy to keep (the best-valued member).
+* ``near_duplicate`` - a group id and the copy to keep (the best-valued member); the pairs come
+  from an exact blockwise scan up to :data:`kairos_curate.issues.EXACT_PAIRS_MAX` pool rows and
+  from a FAISS IVF index beyond (:func:`kairos_curate.issues.similar_pairs`).
 
 Every threshold is calibrated on the reference, cross-fitted (each reference point against the
 others): a flag means "more extreme than all but a fraction ``alpha`` of the clean reference"

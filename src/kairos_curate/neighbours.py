@@ -13,12 +13,14 @@ Rows are L2-normalised, so inner product = cosine similarity. Pairs with
   ``benchmarks/bench_scale.py``);
 * ``"auto"``: flat up to ``exact_max`` rows, IVF beyond.
 
-The audit (:func:`kairos_curate.audit.duplicate_scan`, ``method="auto"``) uses its own exact
+The audit (:func:`kairos_curate.audit.audit` through :func:`kairos_curate.issues.similar_pairs`,
+and :func:`kairos_curate.audit.duplicate_scan` with ``method="auto"``) uses its own exact
 blockwise scan up to 100,000 rows (upper triangle only: 2.7x faster than the flat index at
-100,000 rows, measured) and the IVF index beyond.
+100,000 rows, measured) and the IVF index beyond (:func:`threshold_pairs`).
 
-The highest similarity between two different rows (shown by the audit) comes from a 2-nearest-
-neighbour search on the same index (exact for flat, approximate for IVF).
+Each row's highest similarity to another row (the audit's ``near_duplicate_score``; its maximum
+is the highest pairwise similarity) comes from a 2-nearest-neighbour search on the same index
+(exact for flat, approximate for IVF).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "duplicate_pairs",
     "faiss_available",
     "faiss_duplicate_scan",
+    "threshold_pairs",
 ]
 
 INDEXES = ("auto", "flat", "ivf")
@@ -61,13 +64,18 @@ def _faiss() -> Any:
     return faiss
 
 
-def _normalised(embeddings: Any) -> np.ndarray:
-    x = np.array(embeddings, dtype=np.float32, copy=True, order="C")
+def _check_rows(x: np.ndarray) -> np.ndarray:
+    x = np.array(x, dtype=np.float32, copy=True, order="C")
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty (N, d) array, got shape {x.shape}")
     if not np.isfinite(x).all():
         bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
         raise ValueError(f"embeddings have NaN/inf in rows {bad[:5].tolist()}; drop or fix them")
+    return x
+
+
+def _normalised(embeddings: Any) -> np.ndarray:
+    x = _check_rows(embeddings)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
@@ -91,6 +99,72 @@ def _build(x: np.ndarray, index: str, nlist: int | None, nprobe: int, seed: int)
         idx.nprobe = min(int(nprobe), cells)
     idx.add(x)
     return idx
+
+
+def threshold_pairs(
+    rows: Any,
+    threshold: float,
+    *,
+    index: str = "ivf",
+    nlist: int | None = None,
+    nprobe: int = 16,
+    batch_size: int = 16_384,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``i < j`` with inner product above ``threshold``, and each row's best other row.
+
+    The FAISS counterpart of the blockwise scan of :func:`kairos_curate.issues.similar_pairs`
+    (same return values). Rows are used as given (unit or zero rows: the inner product is the
+    cosine similarity; no renormalisation, so the similarities are the scan's up to float
+    rounding).
+
+    Parameters
+    ----------
+    rows
+        ``(N, d)`` array with unit (or zero) rows.
+    threshold
+        A pair is returned when its inner product exceeds this.
+    index
+        ``"flat"`` (exact) or ``"ivf"`` (approximate; exact when ``nprobe >= nlist``).
+    nlist, nprobe, batch_size, seed
+        As in :func:`duplicate_pairs`.
+
+    Returns
+    -------
+    i, j : numpy.ndarray
+        The pairs (``i < j``), sorted by ``(i, j)``.
+    similarity : numpy.ndarray
+        Their inner products (float64).
+    nearest : numpy.ndarray
+        ``(N,)`` each row's highest inner product with another row (``-inf`` where none was
+        found, e.g. a single row).
+    """
+    if index not in ("flat", "ivf"):
+        raise ValueError(f"index must be 'flat' or 'ivf', got {index!r}")
+    x = _check_rows(rows)
+    n = x.shape[0]
+    idx = _build(x, index, nlist, nprobe, seed)
+    ii, jj, ss = [], [], []
+    nearest = np.full(n, -np.inf)
+    for lo in range(0, n, int(batch_size)):
+        q = x[lo : lo + int(batch_size)]
+        own = np.arange(lo, lo + q.shape[0])
+        lims, dist, ids = idx.range_search(q, float(threshold))
+        qi = np.repeat(own, np.diff(lims.astype(np.int64)))
+        keep = ids > qi
+        ii.append(qi[keep])
+        jj.append(ids[keep].astype(np.int64))
+        ss.append(dist[keep].astype(np.float64))
+        if n > 1:
+            dk, ik = idx.search(q, 2)
+            other = np.where(ik[:, 0] == own, dk[:, 1], dk[:, 0])
+            found = np.where(ik[:, 0] == own, ik[:, 1], ik[:, 0]) >= 0
+            nearest[lo : lo + q.shape[0]] = np.where(found, other, -np.inf)
+    i = np.concatenate(ii) if ii else np.zeros(0, dtype=np.int64)
+    j = np.concatenate(jj) if jj else np.zeros(0, dtype=np.int64)
+    s = np.concatenate(ss) if ss else np.zeros(0)
+    order = np.lexsort((j, i))
+    return i[order].astype(np.int64), j[order].astype(np.int64), s[order], nearest
 
 
 def duplicate_pairs(
@@ -141,30 +215,11 @@ def duplicate_pairs(
     x = _normalised(embeddings)
     n = x.shape[0]
     used = ("flat" if n <= int(exact_max) else "ivf") if index == "auto" else index
-    idx = _build(x, used, nlist, nprobe, seed)
-    rows, cols, sims = [], [], []
-    best = -np.inf
-    for lo in range(0, n, int(batch_size)):
-        q = x[lo : lo + int(batch_size)]
-        lims, dist, ids = idx.range_search(q, float(threshold))
-        counts = np.diff(lims.astype(np.int64))
-        qi = np.repeat(np.arange(lo, lo + q.shape[0]), counts)
-        keep = ids > qi
-        rows.append(qi[keep])
-        cols.append(ids[keep].astype(np.int64))
-        sims.append(dist[keep])
-        if n > 1:
-            dk, ik = idx.search(q, 2)
-            other = np.where(ik[:, 0] == np.arange(lo, lo + q.shape[0]), dk[:, 1], dk[:, 0])
-            valid = (ik >= 0).all(axis=1)
-            if valid.any():
-                best = max(best, float(other[valid].max()))
-    i = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    j = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    s = np.concatenate(sims) if sims else np.zeros(0, dtype=np.float32)
-    order = np.lexsort((j, i))
-    pairs = np.stack([i[order], j[order]], axis=1).astype(np.int64)
-    return pairs, s[order], (best if np.isfinite(best) else float("nan")), used
+    i, j, s, nearest = threshold_pairs(x, threshold, index=used, nlist=nlist, nprobe=nprobe,
+                                       batch_size=batch_size, seed=seed)
+    best = float(nearest.max()) if n > 1 else -np.inf
+    pairs = np.stack([i, j], axis=1).astype(np.int64)
+    return pairs, s.astype(np.float32), (best if np.isfinite(best) else float("nan")), used
 
 
 def faiss_duplicate_scan(

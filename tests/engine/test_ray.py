@@ -197,3 +197,67 @@ def test_cli_engine_ray_matches_local(ray_engine, tmp_path, data):
     order = np.argsort([p.stem for p in source.paths])
     assert [i.removesuffix(".png") for i in ids] == sorted(p.stem for p in source.paths)
     assert_allclose(emb, local_emb[order], rtol=0, atol=5e-5)
+
+
+def test_value_stage_on_ray_equals_local(ray_engine, tmp_path):
+    """The pipeline's value stage with `engine: {name: ray}` (params.yaml) joins the running
+    cluster and gives the local stage's values, tables and selections."""
+    import json
+
+    import pandas as pd
+
+    from kairos_curate.config import PATHS
+    from kairos_curate.stages import value as stage
+
+    from ..fake_datasets import make_value_project
+
+    for name in ("local", "ray"):
+        make_value_project(tmp_path / name)
+    cfg = stage.load({"value": {"method_params": {"bandwidth": 1.5}},
+                      "engine": {"name": "ray", "shard_size": 50}})
+    local = stage.run(cfg.value, tmp_path / "local")
+    on_ray = stage.run(cfg.value, tmp_path / "ray", engine=cfg.engine)
+    assert ray_engine._ray.is_initialized()  # the stage joined the cluster and left it running
+    assert on_ray["metrics"]["engine"] == "ray" and on_ray["metrics"]["value_path"] == "exact"
+    assert on_ray["result"].info["engine"] == "ray" and on_ray["result"].info["shards"] == 3
+    for out in ("", "_noisy"):
+        a = pd.read_parquet(tmp_path / "local" / PATHS.values / f"values{out}.parquet")
+        b = pd.read_parquet(tmp_path / "ray" / PATHS.values / f"values{out}.parquet")
+        assert list(a.columns) == list(b.columns) and a["id"].tolist() == b["id"].tolist()
+        assert_allclose(b["value"], a["value"], rtol=0, atol=1e-6)
+        sel_a = json.loads((tmp_path / "local" / PATHS.values / f"selections{out}.json").read_text())
+        sel_b = json.loads((tmp_path / "ray" / PATHS.values / f"selections{out}.json").read_text())
+        for name in cfg.value.selections:
+            assert sel_a[name]["ids"] == sel_b[name]["ids"], name
+    assert_allclose(on_ray["noisy"]["result"].values, local["noisy"]["result"].values, rtol=0, atol=1e-6)
+    # a baseline has no distributed path: valued in the driver, as locally, and said so
+    base = stage.load({"value": {"method": "nearest_reference"}, "engine": {"name": "ray"}})
+    out = stage.run(base.value, tmp_path / "ray", engine=base.engine)
+    assert out["metrics"]["engine"] == "ray" and out["metrics"]["value_path"] == "local"
+    assert np.array_equal(out["result"].values, stage.run(base.value, tmp_path / "local")["result"].values)
+
+
+def test_embed_stage_on_ray_equals_local(ray_engine, tmp_path):
+    """The pipeline's embed stage with `engine: {name: ray}` embeds every split on Ray Data into
+    the project's cache and writes the local stage's embeddings (up to float32 batch effects)."""
+    from kairos_curate.config import PATHS
+    from kairos_curate.io import load_embeddings
+    from kairos_curate.stages import embed as stage
+
+    from ..fake_datasets import make_embed_project
+
+    for name in ("local", "ray"):
+        make_embed_project(tmp_path / name)
+    cfg = stage.load({"embed": {"image_size": 32, "batch_size": 16, "device": "cpu"},
+                      "engine": {"name": "ray", "embed_shard_size": 64}})
+    local = stage.run(cfg.embed, tmp_path / "local")
+    on_ray = stage.run(cfg.embed, tmp_path / "ray", engine=cfg.engine)
+    assert ray_engine._ray.is_initialized()
+    assert local["engine"] == "local" and on_ray["engine"] == "ray"
+    for split in ("pool", "reference", "test", "pool_noisy"):
+        ids_a, emb_a = load_embeddings(tmp_path / "local" / PATHS.embeddings / f"{split}.npz")
+        ids_b, emb_b = load_embeddings(tmp_path / "ray" / PATHS.embeddings / f"{split}.npz")
+        assert np.array_equal(ids_a, ids_b) and on_ray[f"{split}_images"] == local[f"{split}_images"]
+        assert_allclose(emb_b, emb_a, rtol=0, atol=5e-5)
+    shards = list((tmp_path / "ray" / PATHS.embedding_cache).rglob("shard-*.parquet"))
+    assert shards and max(_shard_rows(shards[0].parent).values()) <= 64  # written by the Ray workers

@@ -247,8 +247,11 @@ def test_cli_value_nystrom_and_engine_errors(tmp_path, capsys):
     save_embeddings(tmp_path / "p.npz", np.array([f"p{i}" for i in range(120)]), pool)
     save_embeddings(tmp_path / "r.npz", np.array([f"r{i}" for i in range(30)]), ref)
     common = ["value", "--pool", str(tmp_path / "p.npz"), "--reference", str(tmp_path / "r.npz"),
-              "--device", "cpu", "--out", str(tmp_path / "v.csv")]
-    assert main([*common, "--method", "nystrom", "--landmarks", "150"]) == 0
-    assert main([*common, "--ray-address", "auto"]) == 2
+              "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "v.csv"), "--method", "nystrom", "--landmarks", "150"]) == 0
+    capsys.readouterr()
+    # a fresh --out each time: an existing output is refused before the engine options are read
+    assert main([*common, "--out", str(tmp_path / "v2.csv"), "--ray-address", "auto"]) == 2
     assert "--engine ray" in capsys.readouterr().err
-    assert main([*common, "--method", "nystrom", "--landmarks", "0"]) == 2
+    assert main([*common, "--out", str(tmp_path / "v3.csv"), "--method", "nystrom", "--landmarks", "0"]) == 2
+    assert "--landmarks" in capsys.readouterr().err

@@ -13,7 +13,7 @@ __all__ = ["add_engine_arguments", "engine_from_args"]
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, method: bool = False) -> None:
     """Add ``--engine``, ``--ray-address`` and, with ``method=True``, ``--method``/``--landmarks``."""
-    group = parser.add_argument_group("scale-out (see docs/scale.md)")
+    group = parser.add_argument_group("scale-out (README: More than one machine)")
     group.add_argument(
         "--engine",
         choices=ENGINES,

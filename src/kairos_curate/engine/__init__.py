@@ -5,7 +5,7 @@
 >>> engine = get_engine("ray")                       # doctest: +SKIP  (local Ray cluster)
 >>> engine = get_engine("ray", address="auto")       # doctest: +SKIP  (existing cluster)
 
-Entry points that take an engine (see ``docs/scale.md``):
+Entry points that take an engine (README, "More than one machine"; details in ``docs/scale.md``):
 
 * :func:`kairos_curate.engine.valuation.value_with_engine` - exact KAIROS as shard-pair tasks
   (equal to :func:`kairos_curate.valuation.kairos_values` to float tolerance), or the

@@ -273,12 +273,13 @@ def embed_source_ray(
     if cache_dir is None:
         tmp = tempfile.mkdtemp(prefix="kairos-embed-")
         cache_dir = tmp
+    cache_dir = os.path.abspath(cache_dir)  # workers write there, whatever their working folder
     try:
         cache = EmbeddingCache(Path(cache_dir), fingerprint, dim)
         cols: dict[str, np.ndarray] = {"index": np.arange(n, dtype=np.int64), "id": ids}
         source_ref = None
         if isinstance(source, FileImageSource):
-            cols["path"] = np.asarray([str(p) for p in source.paths])
+            cols["path"] = np.asarray([os.path.abspath(p) for p in source.paths])
         else:
             source_ref = [ray.put(source)]
         ctx = ray.data.DataContext.get_current()

@@ -2,7 +2,7 @@
 
 ``RayEngine(address=None)`` starts a local Ray cluster on this machine (``num_cpus`` CPUs, a
 bounded object store); ``RayEngine(address="auto")`` or ``"ray://head:10001"`` joins an
-existing one (see ``docs/scale.md``). Ray is imported only here, only when an engine is
+existing one (README, "More than one machine"). Ray is imported only here, only when an engine is
 created, so the single-process path never loads it.
 
 Each task asks for one CPU (and ``num_gpus`` GPUs when asked); Ray then sets

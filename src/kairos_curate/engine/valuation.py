@@ -11,10 +11,17 @@ nystrom    :class:`NystromKairosState`, tasks in this process      the same task
 Exact results agree across engines to float tolerance (the sharded sums differ from the
 single-process ones only in the float32 rounding of differently cut tiles); the Nyström sketch
 equal across engines (bit for bit at equal torch thread counts).
+
+:func:`value_method_with_engine` runs a *registered* KAIROS method (``kairos_feature``,
+``kairos_residual``, ``kairos_class_conditional``, with its ``method_params``) through this
+table, timed and checked as :func:`kairos_curate.valuation.value` does; the ``value`` stage of
+the pipeline calls it when ``engine.name`` is ``ray`` or the pool exceeds
+``engine.sketch_above`` (``params.yaml``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kairos_curate.engine import get_engine
@@ -22,7 +29,7 @@ from kairos_curate.valuation.nystrom import DEFAULT_LANDMARKS, NystromKairosStat
 from kairos_curate.valuation.result import ValuationResult
 from kairos_curate.valuation.sharded import DEFAULT_SHARD_SIZE, ShardedKairosState
 
-__all__ = ["METHODS", "value_with_engine"]
+__all__ = ["METHODS", "value_method_with_engine", "value_with_engine"]
 
 #: Valuation methods of :func:`value_with_engine`.
 METHODS = ("exact", "nystrom")
@@ -125,3 +132,95 @@ def value_with_engine(
         precision=precision,
         **labels,
     ).result()
+
+
+def value_method_with_engine(
+    name: str,
+    inputs: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    engine: Any = "local",
+    ray_address: str | None = None,
+    method: str = "exact",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    n_landmarks: int = DEFAULT_LANDMARKS,
+    memory_budget_bytes: int | None = None,
+) -> ValuationResult:
+    """A registered KAIROS method on ``inputs``, computed by :func:`value_with_engine`.
+
+    Same result type, metadata (``method``, ``params``, ``seconds``, ``ids``, ``labels``) and
+    checks as ``kairos_curate.valuation.value(name, inputs, params)``; the values equal that
+    call's to float tolerance for ``method="exact"`` (on either engine).
+
+    Parameters
+    ----------
+    name
+        A registered KAIROS method (``kairos_feature``, ``kairos_residual``,
+        ``kairos_class_conditional``).
+    inputs
+        A :class:`kairos_curate.valuation.ValuationInputs`.
+    params
+        The method's parameters (e.g. ``{"bandwidth": "median"}``), validated by the method.
+    engine, ray_address, method, shard_size, n_landmarks, memory_budget_bytes
+        As in :func:`value_with_engine` (``method``: ``"exact"`` or ``"nystrom"``).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a KAIROS method (only those have a sharded / sketched path), or an
+        invalid ``method``/``engine``.
+    """
+    from kairos_curate.valuation import value
+    from kairos_curate.valuation.base import ValuationInputs, ValuationMethod, get_method
+    from kairos_curate.valuation.kairos import KairosMethod
+
+    instance = get_method(name, params)
+    if not isinstance(instance, KairosMethod):
+        raise ValueError(
+            f"valuation method {name!r} has no distributed path; engine 'ray' and "
+            "engine.sketch_above apply to the KAIROS methods (kairos_feature, kairos_residual, "
+            "kairos_class_conditional)"
+        )
+    eng = get_engine(engine, ray_address) if isinstance(engine, str) or engine is None else engine
+
+    def fit(method_: ValuationMethod, data: ValuationInputs) -> ValuationResult:
+        assert isinstance(method_, KairosMethod)
+        args = method_.kairos_arguments(data)
+        bandwidth = args.pop("bandwidth")
+        return value_with_engine(
+            data.pool,
+            data.reference,
+            bandwidth,
+            engine=eng,
+            method=method,
+            shard_size=shard_size,
+            n_landmarks=n_landmarks,
+            memory_budget_bytes=memory_budget_bytes,
+            **args,
+        )
+
+    return value(instance, inputs, fit=fit)
+
+
+def value_routed(name: str, inputs: Any, params: Mapping[str, Any] | None = None, *, engine: Any,
+                 runner: Any = None, note: str = "") -> tuple[ValuationResult, str]:
+    """Value with the path ``engine`` (the ``engine`` params section) picks; return the result and
+    the path (``"local"``, ``"exact"`` or ``"nystrom"``).
+
+    Only the KAIROS kernel sums (:class:`~kairos_curate.valuation.kairos.KairosMethod`) have a
+    distributed or sketched path; every other method runs in this process exactly as
+    :func:`kairos_curate.valuation.value` (with a printed note when a Ray engine was asked for).
+    ``runner`` is the started engine (``None``: the local one).
+    """
+    from kairos_curate.valuation import get_method, value
+    from kairos_curate.valuation.kairos import KairosMethod
+
+    family = "kairos" if isinstance(get_method(name, params), KairosMethod) else "other"
+    path = engine.value_path(family, int(inputs.pool.shape[0]))
+    if path == "local":
+        if engine.name == "ray":
+            print(f"NOTE {note}: {name} has no distributed path; valued in this process")
+        return value(name, inputs, params), path
+    result = value_method_with_engine(name, inputs, params, engine=runner or "local", method=path,
+                                      shard_size=engine.shard_size, n_landmarks=engine.landmarks)
+    return result, path

@@ -28,6 +28,7 @@ __all__ = [
     "CompareStage",
     "EmbedParams",
     "EmbedStage",
+    "EngineParams",
     "FinetuneParams",
     "FinetuneStage",
     "PrepareStage",
@@ -98,6 +99,58 @@ class EmbedParams(Section):
     device: str = "auto"
     #: Seed of the t-SNE / PCA projections.
     seed: int = 0
+
+
+class EngineParams(Section):
+    """``engine``: where the ``embed`` and ``value`` stages compute (one process, or Ray).
+
+    ``local`` (the default) is the single-process path, unchanged and without a Ray import.
+    ``ray`` embeds on Ray Data (:func:`kairos_curate.engine.embedding.embed_with_engine`) and
+    values with the KAIROS methods as shard tasks on Ray
+    (:func:`kairos_curate.engine.valuation.value_method_with_engine`); the other valuation
+    methods run in the driver process either way.
+    """
+
+    #: ``local`` (this process) or ``ray`` (a Ray cluster).
+    name: Literal["local", "ray"] = "local"
+    #: With ``ray``: ``null`` starts a local cluster on this machine, ``auto`` joins the one
+    #: started with ``ray start``, ``ray://HEAD:10001`` a remote head node.
+    ray_address: str | None = None
+    #: CPUs of a local Ray cluster (``null``: every core); ignored when joining a cluster.
+    num_cpus: int | None = None
+    #: value: pool rows per shard task of the exact sharded path (and of the sketch's passes).
+    shard_size: int = 8192
+    #: value: pools with more rows than this are valued with the Nyström sketch (KAIROS methods,
+    #: on this engine) instead of exactly; ``null``: always exact.
+    sketch_above: int | None = None
+    #: value: Nyström landmarks (half from the reference) when the sketch is used.
+    landmarks: int = 1000
+    #: embed with ``ray``: encoder actors (``null``: one per GPU, else CPUs - 1).
+    num_actors: int | None = None
+    #: embed with ``ray``: rows per Parquet shard written to the embedding cache.
+    embed_shard_size: int = 2048
+
+    @field_validator("num_cpus", "shard_size", "sketch_above", "landmarks", "num_actors", "embed_shard_size")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"must be a positive integer (or null where allowed), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _address(self) -> EngineParams:
+        if self.name == "local" and self.ray_address:
+            raise ValueError(f"ray_address {self.ray_address!r} is set but name is 'local'; set name: ray")
+        return self
+
+    def value_path(self, method_family: str, n_pool: int) -> str:
+        """How the value stage computes: ``"local"`` (today's :func:`~kairos_curate.valuation.value`),
+        or ``"exact"`` / ``"nystrom"`` through the engine (KAIROS methods only)."""
+        if method_family != "kairos":
+            return "local"
+        if self.sketch_above is not None and n_pool > self.sketch_above:
+            return "nystrom"
+        return "exact" if self.name == "ray" else "local"
 
 
 class ValueParams(Section):
@@ -236,12 +289,14 @@ class EmbedStage(Section):
     """Parameters of the ``embed`` stage."""
 
     embed: EmbedParams = Field(default_factory=EmbedParams)
+    engine: EngineParams = EngineParams()
 
 
 class ValueStage(Section):
     """Parameters of the ``value`` stage."""
 
     value: ValueParams = Field(default_factory=ValueParams)
+    engine: EngineParams = EngineParams()
 
 
 class CompareStage(Section):
@@ -269,8 +324,8 @@ class ReportStage(Section):
 #: Stage -> (its parameter model, the ``params.yaml`` keys it reads = its ``params:`` in dvc.yaml).
 STAGE_MODELS: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "prepare": (PrepareStage, ("scenario",)),
-    "embed": (EmbedStage, ("embed",)),
-    "value": (ValueStage, ("value",)),
+    "embed": (EmbedStage, ("embed", "engine")),
+    "value": (ValueStage, ("value", "engine")),
     "compare": (CompareStage, ("compare", "embed", "value.budget", "value.selections")),
     "finetune": (FinetuneStage, ("finetune", "value.primary")),
     "report": (ReportStage, ("report", "value.primary")),

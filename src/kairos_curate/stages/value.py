@@ -7,6 +7,11 @@ that method's values, written next to them (``values_<method>.parquet``).
 
 Reads only what a user has: embeddings and the pool's (possibly noisy) labels. The truth table
 is not a dependency of this stage.
+
+``engine`` (``params.yaml``) decides where the KAIROS methods compute: by default in this
+process exactly as :func:`~kairos_curate.valuation.value` does; with ``engine.name: ray`` as
+shard tasks on a Ray cluster (herding then runs one task per class there too), and above
+``engine.sketch_above`` pool rows with the Nyström sketch (see :class:`EngineParams`).
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from typing import Any
 import pandas as pd
 
 from kairos_curate.config import PATHS
+from kairos_curate.engine.valuation import value_routed
 from kairos_curate.io import atomic_path, write_json
 from kairos_curate.selection import select, subset_size
 from kairos_curate.stages.inputs import load_prepared
-from kairos_curate.stages.params import ValueParams, ValueStage, load_stage_params
+from kairos_curate.stages.params import EngineParams, ValueParams, ValueStage, load_stage_params
 from kairos_curate.stages.plugins import check_methods, selection_specs
-from kairos_curate.valuation import ValuationInputs, value
+from kairos_curate.valuation import ValuationInputs
 
 __all__ = ["histogram_table", "load", "run"]
 
@@ -36,23 +42,38 @@ def load(params: Any = None) -> ValueStage:
     return stage
 
 
-def run(params: ValueParams, root: str | Path = ".") -> dict[str, Any]:
+def run(params: ValueParams, root: str | Path = ".", engine: EngineParams | None = None) -> dict[str, Any]:
     """Value and select on the pool (``values.parquet``, ``selections.json``) and on the noisy
-    pool (``*_noisy``); write ``value.json``. Returns the outputs of both."""
-    base = Path(root)
-    out = _value_pool(params, base, "pool", "")
-    noisy = _value_pool(params, base, "pool_noisy", "_noisy")
+    pool (``*_noisy``) on ``engine`` (default: this process); write ``value.json``. Returns the
+    outputs of both."""
+    base, engine = Path(root), engine or EngineParams()
+    runner: Any = None
+    if engine.name == "ray":
+        from kairos_curate.engine import get_engine
+
+        runner = get_engine("ray", engine.ray_address, num_cpus=engine.num_cpus)
+    try:
+        out = _value_pool(params, base, "pool", "", engine, runner)
+        noisy = _value_pool(params, base, "pool_noisy", "_noisy", engine, runner)
+    finally:
+        if runner is not None:
+            runner.shutdown()  # only a local cluster this stage started
     metrics = {**out["metrics"], "noisy_pool": noisy["metrics"]}
     write_json(base / PATHS.metrics / "value.json", metrics)
     return {**out, "metrics": metrics, "noisy": noisy}
 
 
-def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str) -> dict[str, Any]:
+def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str, engine: EngineParams,
+                runner: Any) -> dict[str, Any]:
     data = load_prepared(base, pool_embeddings=embeddings)  # no truth table: selection never sees it
     ids, labels, ref_labels = data.pool_ids, data.pool_labels, data.ref_labels
     inputs = ValuationInputs(data.pool_x, labels, data.ref_x, ref_labels, params.seed, ids=ids)
     class_names = data.scenario.table("pool")["class_name"].to_numpy()
-    result = value(params.method, inputs, params.method_params)
+
+    def value_with(method: str, method_params: dict[str, Any]) -> tuple[Any, str]:
+        return value_routed(method, inputs, method_params, engine=engine, runner=runner, note=f"[{embeddings}]")
+
+    result, path = value_with(params.method, params.method_params)
     frame = result.to_frame().reset_index()
     frame["class_name"] = class_names
     with atomic_path(base / PATHS.values / f"values{suffix}.parquet") as tmp:
@@ -67,7 +88,7 @@ def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str) -
         if not spec.uses(params.method, params.method_params):
             assert spec.method is not None
             if spec.method not in own:
-                own[spec.method] = value(spec.method, inputs, spec.method_params)
+                own[spec.method] = value_with(spec.method, spec.method_params)[0]
                 extra = own[spec.method].to_frame().reset_index()
                 extra["class_name"] = class_names
                 with atomic_path(base / PATHS.values / f"values{suffix}_{spec.method}.parquet") as tmp:
@@ -77,7 +98,7 @@ def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str) -
             warnings.simplefilter("ignore")  # recorded in the selection and printed below instead
             chosen = select(res, k, policy=spec.policy_instance(), reference_labels=ref_labels,
                             embeddings=data.pool_x, reference=data.ref_x,
-                            min_class_share=params.min_class_share, seed=params.seed)
+                            min_class_share=params.min_class_share, seed=params.seed, engine=runner)
         for message in chosen.warnings:
             print(f"WARNING [{embeddings}, {name}]: {message}")
         selections[name] = {**chosen.to_dict(), "method": res.method}
@@ -87,6 +108,7 @@ def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str) -
         "method": result.method, "method_params": result.params, "bandwidth": result.info.get("bandwidth"),
         "label_mode": str(result.info.get("label_mode")), "k": k, "pool_size": int(ids.size),
         "value_seconds": result.seconds, "primary": params.primary,
+        "engine": engine.name, "value_path": path,
         "selections": {name: {"policy": selections[name]["policy"], "method": selections[name]["method"],
                               "smallest_class_count": min(hist.values()),
                               "classes_missing": sum(1 for n in hist.values() if n == 0),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -126,6 +126,8 @@ def value(
     method: str | ValuationMethod,
     inputs: ValuationInputs,
     params: Mapping[str, Any] | None = None,
+    *,
+    fit: Callable[[ValuationMethod, ValuationInputs], ValuationResult] | None = None,
 ) -> ValuationResult:
     """Run a valuation method on ``inputs``, time it and check what it returns.
 
@@ -137,6 +139,11 @@ def value(
         Pool, labels, reference, seed.
     params
         The method's parameters (with a name; an instance carries its own).
+    fit
+        Computes the values instead of the method's own ``fit`` (called as ``fit(instance,
+        inputs)``), e.g. the same KAIROS method on a Ray cluster
+        (:func:`kairos_curate.engine.valuation.value_method_with_engine`); the result is timed
+        and checked the same way.
 
     Returns
     -------
@@ -156,7 +163,7 @@ def value(
             "or use a label-blind method such as kairos_feature or nearest_reference"
         )
     start = time.perf_counter()
-    result = instance.fit(inputs)
+    result = instance.fit(inputs) if fit is None else fit(instance, inputs)
     seconds = time.perf_counter() - start
     n = inputs.pool.shape[0]
     if result.values.shape != (n,):

@@ -32,7 +32,7 @@ from kairos_curate.valuation.incremental import KairosState
 from kairos_curate.valuation.kernels import DEFAULT_MEMORY_BUDGET
 from kairos_curate.valuation.result import ValuationResult
 
-__all__ = ["KairosClassConditional", "KairosFeature", "KairosResidual", "kairos_values"]
+__all__ = ["KairosClassConditional", "KairosFeature", "KairosMethod", "KairosResidual", "kairos_values"]
 
 
 def kairos_values(
@@ -137,7 +137,14 @@ class KairosParams(MethodParams):
     bandwidth: float | Literal["median"] = "median"
 
 
-class _Kairos(ValuationMethod):
+class KairosMethod(ValuationMethod):
+    """Base of the registered KAIROS methods: one label mode of :func:`kairos_values`.
+
+    :meth:`kairos_arguments` is what a method passes to :func:`kairos_values` besides the two
+    embedding matrices, so other entry points (the sharded and Nyström paths of
+    :func:`kairos_curate.engine.valuation.value_method_with_engine`) run the same method.
+    """
+
     label_mode: ClassVar[str | None] = None
     family = "kairos"
     Params = KairosParams
@@ -145,12 +152,10 @@ class _Kairos(ValuationMethod):
     def _extra(self) -> dict[str, Any]:
         return {}
 
-    def fit(self, inputs: ValuationInputs) -> ValuationResult:
-        """KAIROS values of ``inputs.pool`` against ``inputs.reference`` (see :func:`kairos_values`)."""
-        return kairos_values(
-            inputs.pool,
-            inputs.reference,
-            self.params.bandwidth,
+    def kairos_arguments(self, inputs: ValuationInputs) -> dict[str, Any]:
+        """Keyword arguments of :func:`kairos_values` (bandwidth, labels, label mode...) for ``inputs``."""
+        return dict(
+            bandwidth=self.params.bandwidth,
             pool_labels=inputs.pool_labels,
             reference_labels=inputs.reference_labels,
             label_mode=self.label_mode,
@@ -159,9 +164,13 @@ class _Kairos(ValuationMethod):
             **self._extra(),
         )
 
+    def fit(self, inputs: ValuationInputs) -> ValuationResult:
+        """KAIROS values of ``inputs.pool`` against ``inputs.reference`` (see :func:`kairos_values`)."""
+        return kairos_values(inputs.pool, inputs.reference, **self.kairos_arguments(inputs))
+
 
 @register_method
-class KairosFeature(_Kairos):
+class KairosFeature(KairosMethod):
     """KAIROS feature value ``b - a``: closeness to the reference minus redundancy in the pool."""
 
     name = "kairos_feature"
@@ -177,7 +186,7 @@ class KairosResidualParams(KairosParams):
 
 
 @register_method
-class KairosResidual(_Kairos):
+class KairosResidual(KairosMethod):
     """KAIROS with the authors' label term (a logistic regression fitted on the reference)."""
 
     name = "kairos_residual"
@@ -190,7 +199,7 @@ class KairosResidual(_Kairos):
 
 
 @register_method
-class KairosClassConditional(_Kairos):
+class KairosClassConditional(KairosMethod):
     """KAIROS with the class-conditional kernel: pool class c against reference class c."""
 
     name = "kairos_class_conditional"
