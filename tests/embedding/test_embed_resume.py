@@ -162,7 +162,14 @@ def test_ctrl_c_halfway_keeps_the_work(tmp_path, uninterrupted, monkeypatch, cap
         return result
 
     monkeypatch.setattr(Encoder, "encode_uint8", interrupting)
-    assert main(_argv(folder, out, cache, "--flush-seconds", "600")) == 130
+    # A shell that starts pytest in the background (`cmd &`) makes it inherit SIGINT ignored, and
+    # Python then keeps it ignored: install Python's own Ctrl-C handler for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(_argv(folder, out, cache, "--flush-seconds", "600"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
     err = capsys.readouterr().err
     monkeypatch.undo()
     match = re.search(r"interrupted by Ctrl-C \(SIGINT\); (\d+) of 48 images are cached", err)
