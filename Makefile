@@ -30,9 +30,13 @@ repro-poster: setup  ## the poster's configuration (GPU + data/weights in place)
 test: setup  ## set up if needed, then run the test suite (slow end-to-end cases included)
 	python -m pytest $(PYTEST_ARGS)
 
-lint:  ## ruff + mypy
-	ruff check src tests benchmarks
+lint:  ## ruff (lint and format check) + mypy
+	ruff check src tests benchmarks scripts
+	ruff format --check src tests benchmarks scripts
 	mypy
+
+format:  ## apply ruff format (line length 120, pyproject.toml)
+	ruff format src tests benchmarks scripts
 
 benchmark: setup  ## speed/memory benchmarks, results under reports/benchmarks/
 	python benchmarks/bench_kairos.py

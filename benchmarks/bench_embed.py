@@ -89,9 +89,7 @@ def main() -> int:
         pre = enc.preprocess
         made = torch.from_numpy(np.stack([pre.to_uint8(array_src.load_image(i)) for i in range(n)]))
         batches = [
-            pre.normalize(made[s : s + args.batch_size]).contiguous(
-                memory_format=torch.channels_last
-            )
+            pre.normalize(made[s : s + args.batch_size]).contiguous(memory_format=torch.channels_last)
             for s in range(0, n, args.batch_size)
         ]
 
@@ -152,25 +150,16 @@ def main() -> int:
             "decode_resize_arrays": per_image_us(lambda: [ds_arr[i] for i in range(n)], n),
             "decode_resize_png": per_image_us(lambda: [ds_png[i] for i in range(n)], n),
             "normalize_1thread": per_image_us(
-                lambda: [
-                    pre.normalize(made[s : s + args.batch_size])
-                    for s in range(0, n, args.batch_size)
-                ],
+                lambda: [pre.normalize(made[s : s + args.batch_size]) for s in range(0, n, args.batch_size)],
                 n,
             ),
-            "content_hash_arrays": per_image_us(
-                lambda: [array_src.content_hash(i) for i in range(n)], n
-            ),
-            "content_hash_png": per_image_us(
-                lambda: [file_src.content_hash(i) for i in range(n)], n
-            ),
+            "content_hash_arrays": per_image_us(lambda: [array_src.content_hash(i) for i in range(n)], n),
+            "content_hash_png": per_image_us(lambda: [file_src.content_hash(i) for i in range(n)], n),
         }
         torch.set_num_threads(threads)
         emb = np.zeros((n, enc.dim), dtype=np.float32)
         cache_probe = EmbeddingCache(Path(tmp) / "probe", enc.fingerprint, enc.dim)
-        serial_us["cache_write"] = per_image_us(
-            lambda: cache_probe.write_shard(ids, ["0" * 40] * n, emb), n
-        )
+        serial_us["cache_write"] = per_image_us(lambda: cache_probe.write_shard(ids, ["0" * 40] * n, emb), n)
 
         # Each repeat times every path back to back, so a pair of runs sees about the same
         # load from other processes; the paired ratio's median is the robust figure.

@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "reports" / "benchmarks" / "embed_ray.json"
-    )
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks" / "embed_ray.json")
     args = parser.parse_args(argv)
 
     from kairos_curate.data.sources import FileImageSource
@@ -115,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "| path | seconds | images/s |",
         "|---|---|---|",
         f"| one process (`embed_source`) | {t_local:.1f} | {args.n / t_local:.0f} |",
-        f"| Ray Data, local cluster of {args.cpus} CPUs (`embed_source_ray`) | {t_ray:.1f} | "
-        f"{args.n / t_ray:.0f} |",
+        f"| Ray Data, local cluster of {args.cpus} CPUs (`embed_source_ray`) | {t_ray:.1f} | {args.n / t_ray:.0f} |",
         "",
         f"Ray / one process wall time: {t_ray / t_local:.2f} (cluster start-up, "
         f"{t_start:.1f} s, not included). Largest difference between the two embeddings: "

@@ -184,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or platform.machine()
+            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
         ),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -196,14 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"device {device}, {torch.get_num_threads()} threads; N={n} M={m} d={d}")
 
-    gemm = gemm_rate(
-        device, 2048 if device.type == "cpu" else 8192, d, seconds=1.0 if args.quick else 4.0
-    )
+    gemm = gemm_rate(device, 2048 if device.type == "cpu" else 8192, d, seconds=1.0 if args.quick else 4.0)
     report["gemm_fp32"] = gemm
     rate = gemm["flops_per_s_best"]
-    print(
-        f"fp32 GEMM: {rate / 1e9:.1f} GFLOP/s (best), {gemm['flops_per_s_median'] / 1e9:.1f} median"
-    )
+    print(f"fp32 GEMM: {rate / 1e9:.1f} GFLOP/s (best), {gemm['flops_per_s_median'] / 1e9:.1f} median")
 
     data = make_data(n, m, d)
     with PeakRSS() as mem:
@@ -227,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "how": "plain GEMM pass over the same 2N(N+M)d FLOP (no epilogue, no symmetry) timed "
         "right after each exact run; ratio = its time / the exact run's time",
     }
-    gemm_after = gemm_rate(
-        device, 2048 if device.type == "cpu" else 8192, d, seconds=1.0 if args.quick else 4.0
-    )
+    gemm_after = gemm_rate(device, 2048 if device.type == "cpu" else 8192, d, seconds=1.0 if args.quick else 4.0)
     cpu_rate = max(gemm["flops_per_cpu_s_best"], gemm_after["flops_per_cpu_s_best"])
     if gemm_after["flops_per_s_best"] > rate:
         rate = gemm_after["flops_per_s_best"]
@@ -242,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "flops_per_s": flop / t_exact,
         "fraction_of_gemm_rate": flop / t_exact / rate,
         "cpu_seconds": cpu_exact,
-        "fraction_of_gemm_rate_cpu_time": (flop / cpu_exact) / cpu_rate
-        if device.type == "cpu"
-        else None,
+        "fraction_of_gemm_rate_cpu_time": (flop / cpu_exact) / cpu_rate if device.type == "cpu" else None,
         "target_fraction": 1.6,
         "symmetry_limit": (n + m) / (n / 2 + m),
         "repeats": args.repeats,
@@ -277,16 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         "naive": "float64 numpy, full N x N and N x M kernel matrices",
     }
     print(
-        f"naive numpy at N={n_naive}, M={m_naive}: {t_naive:.2f} s; blocked {t_small:.2f} s "
-        f"({t_naive / t_small:.1f}x)"
+        f"naive numpy at N={n_naive}, M={m_naive}: {t_naive:.2f} s; blocked {t_small:.2f} s ({t_naive / t_small:.1f}x)"
     )
 
     k = 10
-    _, t_knn = timed(
-        lambda: knn_shapley(
-            data["pool"], data["y_pool"], data["ref"], data["y_ref"], k=k, device=device
-        )
-    )
+    _, t_knn = timed(lambda: knn_shapley(data["pool"], data["y_pool"], data["ref"], data["y_ref"], k=k, device=device))
     report["knn_shapley"] = {"seconds": t_knn, "k": k, "n": n, "m": m}
     print(f"KNN-Shapley (K={k}): {t_knn:.2f} s")
 
@@ -309,24 +294,16 @@ def main(argv: list[str] | None = None) -> int:
                 "max_abs_err_a": err_a,
             }
         )
-        print(
-            f"RFF D={n_features}: {t_rff:.2f} s, Spearman {rho:.4f}, max|db| {err_b:.2e}, "
-            f"max|da| {err_a:.2e}"
-        )
+        print(f"RFF D={n_features}: {t_rff:.2f} s, Spearman {rho:.4f}, max|db| {err_b:.2e}, max|da| {err_a:.2e}")
     report["rff"] = rff_rows
 
     prec_rows = []
     for precision in ("tf32", "bf16"):
         approx, t_p = timed(
-            lambda p=precision: kairos_values(
-                data["pool"], data["ref"], res.bandwidth, device=device, precision=p
-            )
+            lambda p=precision: kairos_values(data["pool"], data["ref"], res.bandwidth, device=device, precision=p)
         )
         k_top = max(1, n // 5)
-        top = (
-            len(np.intersect1d(np.argsort(-approx.values)[:k_top], np.argsort(-res.values)[:k_top]))
-            / k_top
-        )
+        top = len(np.intersect1d(np.argsort(-approx.values)[:k_top], np.argsort(-res.values)[:k_top])) / k_top
         prec_rows.append(
             {
                 "precision": precision,
@@ -375,13 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         f"| peak extra memory (target <= 1 GiB) | {ex['peak_extra_gib']:.3f} GiB |",
         f"| naive numpy float64, N={n_naive}, M={m_naive} | {nv['naive_seconds']:.2f} s |",
-        f"| blocked at the same size | {nv['blocked_seconds']:.2f} s "
-        f"({nv['speedup']:.1f}x faster) |",
+        f"| blocked at the same size | {nv['blocked_seconds']:.2f} s ({nv['speedup']:.1f}x faster) |",
         f"| KNN-Shapley K={k}, N={n}, M={m} | {t_knn:.2f} s |",
-        *[
-            f"| RFF D={r['n_features']} | {r['seconds']:.2f} s, Spearman {r['spearman']:.4f} |"
-            for r in rff_rows
-        ],
+        *[f"| RFF D={r['n_features']} | {r['seconds']:.2f} s, Spearman {r['spearman']:.4f} |" for r in rff_rows],
         *[
             f"| precision {r['precision']}{' (emulated on CPU)' if r['emulated'] else ''} | "
             f"{r['seconds']:.2f} s, Spearman {r['spearman_vs_fp32']:.6f}, top-20% overlap "
@@ -390,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in prec_rows
         ],
         "",
-        f"Exact time is the best of {args.repeats} runs; the GEMM rate the best measured before "
-        "and after them.",
+        f"Exact time is the best of {args.repeats} runs; the GEMM rate the best measured before and after them.",
         "",
         "Work is counted as the full pool-pool plus pool-reference GEMMs; the implementation "
         "evaluates only the upper block triangle of the symmetric pool-pool kernel, so more "

@@ -33,22 +33,16 @@ def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-min", type=int, default=500)
     p.add_argument("--n-max", type=int, default=256_000)
-    p.add_argument(
-        "--budget", type=float, default=30.0, help="seconds per call before a method drops out"
-    )
+    p.add_argument("--budget", type=float, default=30.0, help="seconds per call before a method drops out")
     p.add_argument("--total-budget", type=float, default=600.0, help="seconds for the whole sweep")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument(
-        "--methods", default="", help="comma-separated subset (default: all + kairos_rff)"
-    )
+    p.add_argument("--methods", default="", help="comma-separated subset (default: all + kairos_rff)")
     p.add_argument("--out", type=Path, default=Path("reports/benchmarks/methods_scaling.csv"))
     return p.parse_args()
 
 
-def _data(
-    n: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _data(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from kairos_curate.config import PATHS
     from kairos_curate.io import load_embeddings
 
@@ -130,9 +124,7 @@ def main() -> int:
     ax.axhline(args.budget, color="grey", ls=":", lw=0.8, label=f"budget {args.budget:.0f} s")
     ax.set_xlabel("pool size N")
     ax.set_ylabel("wall time per call (s)")
-    ax.set_title(
-        f"Valuation runtime vs pool size ({args.threads} thread(s), {platform.processor() or 'CPU'})"
-    )
+    ax.set_title(f"Valuation runtime vs pool size ({args.threads} thread(s), {platform.processor() or 'CPU'})")
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     with atomic_path(args.out.with_suffix(".png")) as tmp:
@@ -147,8 +139,7 @@ def main() -> int:
             "machine": platform.platform(),
             "reference_size": len(y_ref),
             "stopped_at": {
-                m: {"n": int(r["n_max"]), "seconds": float(r["seconds_at_n_max"])}
-                for m, r in last.iterrows()
+                m: {"n": int(r["n_max"]), "seconds": float(r["seconds_at_n_max"])} for m, r in last.iterrows()
             },
             "sweep_seconds": time.perf_counter() - started,
         },

@@ -30,16 +30,61 @@ from PIL import Image
 
 POSTER_POOL = 36_355
 SPECIES = [  # (category or off-task, taxonomy fields)
-    ("Ant", {"phylum": "Arthropoda", "class": "Insecta", "order": "Hymenoptera", "family": "Formicidae",
-             "genus": "Camponotus", "name": "Camponotus pennsylvanicus"}),
-    ("Bee", {"phylum": "Arthropoda", "class": "Insecta", "order": "Hymenoptera", "family": "Apidae",
-             "genus": "Apis", "name": "Apis mellifera"}),
-    ("Beetle", {"phylum": "Arthropoda", "class": "Insecta", "order": "Coleoptera", "family": "Carabidae",
-                "genus": "Carabus", "name": "Carabus nemoralis"}),
-    ("Spider", {"phylum": "Arthropoda", "class": "Arachnida", "order": "Araneae", "family": "Araneidae",
-                "genus": "Araneus", "name": "Araneus diadematus"}),
-    ("off-task", {"phylum": "Chordata", "class": "Aves", "order": "Passeriformes", "family": "Turdidae",
-                  "genus": "Turdus", "name": "Turdus migratorius"}),
+    (
+        "Ant",
+        {
+            "phylum": "Arthropoda",
+            "class": "Insecta",
+            "order": "Hymenoptera",
+            "family": "Formicidae",
+            "genus": "Camponotus",
+            "name": "Camponotus pennsylvanicus",
+        },
+    ),
+    (
+        "Bee",
+        {
+            "phylum": "Arthropoda",
+            "class": "Insecta",
+            "order": "Hymenoptera",
+            "family": "Apidae",
+            "genus": "Apis",
+            "name": "Apis mellifera",
+        },
+    ),
+    (
+        "Beetle",
+        {
+            "phylum": "Arthropoda",
+            "class": "Insecta",
+            "order": "Coleoptera",
+            "family": "Carabidae",
+            "genus": "Carabus",
+            "name": "Carabus nemoralis",
+        },
+    ),
+    (
+        "Spider",
+        {
+            "phylum": "Arthropoda",
+            "class": "Arachnida",
+            "order": "Araneae",
+            "family": "Araneidae",
+            "genus": "Araneus",
+            "name": "Araneus diadematus",
+        },
+    ),
+    (
+        "off-task",
+        {
+            "phylum": "Chordata",
+            "class": "Aves",
+            "order": "Passeriformes",
+            "family": "Turdidae",
+            "genus": "Turdus",
+            "name": "Turdus migratorius",
+        },
+    ),
 ]
 
 
@@ -65,8 +110,9 @@ def _make_trees(root: Path, n_pool: int, insects_per_class: int, seed: int) -> N
         _photo(rng).save(root / "inat" / name, format="JPEG", quality=90)
         images.append({"id": i, "file_name": name})
         annotations.append({"id": i, "image_id": i, "category_id": c})
-    (root / "inat" / "train.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}))
+    (root / "inat" / "train.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     for cat, _ in SPECIES[:-1]:
         folder = root / "insects" / cat
         folder.mkdir(parents=True, exist_ok=True)
@@ -98,8 +144,14 @@ def main() -> int:
             f.read_bytes()
         read_s = time.perf_counter() - start
 
-        config = RealScenarioConfig(inat_root="inat", insects_root="insects", reference_per_class=20,
-                                    test_per_class=20, pixel_noise_fraction=0.0, label_flip_fraction=0.0)
+        config = RealScenarioConfig(
+            inat_root="inat",
+            insects_root="insects",
+            reference_per_class=20,
+            test_per_class=20,
+            pixel_noise_fraction=0.0,
+            label_flip_fraction=0.0,
+        )
         start = time.perf_counter()
         scenario = build_real_scenario(config, root / "prepared", root=root, progress=False)
         build_s = time.perf_counter() - start
@@ -115,7 +167,9 @@ def main() -> int:
     per_noisy_ms = 1000 * variant_s / max(len(noisy_files), 1)
     result = {
         "machine": platform.processor() or platform.machine(),
-        "pool_images": n_pool, "all_files": len(files), "mean_file_kib": total_bytes / len(files) / 1024,
+        "pool_images": n_pool,
+        "all_files": len(files),
+        "mean_file_kib": total_bytes / len(files) / 1024,
         "generate_seconds": generate_s,
         "read_all_files_seconds": read_s,
         "build_seconds": build_s,
@@ -127,7 +181,7 @@ def main() -> int:
         "noisy_png_mib_per_image": noisy_bytes / max(len(noisy_files), 1) / 2**20,
         "extrapolated_to_poster_pool": {
             "note": "linear extrapolation from this run, not measured (the build's fixed part, a 256-image "
-                "sample for the severity unit, makes it an overestimate)",
+            "sample for the severity unit, makes it an overestimate)",
             "pool_images": POSTER_POOL,
             "build_seconds": per_file_build_ms * POSTER_POOL / 1000,
             "noisy_variant_seconds": per_noisy_ms * 0.3 * POSTER_POOL / 1000,
@@ -137,15 +191,20 @@ def main() -> int:
     write_json(args.out, result)
     ext = result["extrapolated_to_poster_pool"]
     lines = [
-        "# prepare stage, file-backed (iNaturalist/Insects source)", "",
+        "# prepare stage, file-backed (iNaturalist/Insects source)",
+        "",
         f"Synthetic tree: {n_pool} pool + {len(files) - n_pool} Insects JPEGs, 500 x 375 px, "
-        f"{result['mean_file_kib']:.0f} KiB each; {result['machine']}.", "",
-        "| step | seconds | per image |", "|---|---|---|",
+        f"{result['mean_file_kib']:.0f} KiB each; {result['machine']}.",
+        "",
+        "| step | seconds | per image |",
+        "|---|---|---|",
         f"| read every file once (floor) | {read_s:.2f} | {1000 * read_s / len(files):.2f} ms |",
         f"| build scenario (scan, SHA-1 of every file, unit sample) | {build_s:.2f} | {per_file_build_ms:.2f} ms |",
-        f"| noisy variant, 30% of the pool (decode, noise, PNG) | {variant_s:.2f} | {per_noisy_ms:.1f} ms |", "",
+        f"| noisy variant, 30% of the pool (decode, noise, PNG) | {variant_s:.2f} | {per_noisy_ms:.1f} ms |",
+        "",
         f"Build / read floor: {result['build_vs_read_ratio']:.1f}x. Noisy PNG copies: "
-        f"{result['noisy_png_mib_per_image']:.2f} MiB each.", "",
+        f"{result['noisy_png_mib_per_image']:.2f} MiB each.",
+        "",
         f"Linear extrapolation to the poster's {POSTER_POOL:,} pool images (not measured): build "
         f"{ext['build_seconds']:.0f} s, noisy variant {ext['noisy_variant_seconds']:.0f} s and "
         f"{ext['noisy_variant_gib']:.1f} GiB.",

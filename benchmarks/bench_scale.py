@@ -167,9 +167,7 @@ def part_sketch(quick: bool) -> dict[str, Any]:
                 "residual_mean": bounded.info["residual_mean"],
             }
             for n_features in [2048] if quick else [2048, 8192]:
-                res, t = timed(
-                    rff_kairos_values, pool, ref, sigma, n_features=n_features, device="cpu"
-                )
+                res, t = timed(rff_kairos_values, pool, ref, sigma, n_features=n_features, device="cpu")
                 out["rows"].append(
                     {
                         **base,
@@ -242,9 +240,7 @@ def part_ray(quick: bool, sizes: list[int]) -> dict[str, Any]:
             exact, t = timed(kairos_values, pool, ref, sigma, device="cpu")
             out["rows"].append({"n": n, "run": "exact, one process (2 threads)", "seconds": t})
             with WorkerMemory() as mem:
-                state_e, t_state = timed(
-                    ShardedKairosState.from_pool, pool, ref, sigma, engine=engine, device="cpu"
-                )
+                state_e, t_state = timed(ShardedKairosState.from_pool, pool, ref, sigma, engine=engine, device="cpu")
                 res, t = timed(state_e.result)
                 t += t_state
             out["rows"].append(
@@ -290,8 +286,7 @@ def part_ray(quick: bool, sizes: list[int]) -> dict[str, Any]:
             )
             row.update(compare(sketch.values[idx], b - a))
             row["error_against"] = (
-                f"exact a, b of 2,000 random rows against the whole pool "
-                f"(computed on Ray in {t_sub:.0f} s)"
+                f"exact a, b of 2,000 random rows against the whole pool (computed on Ray in {t_sub:.0f} s)"
             )
         out["rows"].append(row)
         print(row, flush=True)
@@ -348,16 +343,24 @@ def part_herding(quick: bool) -> dict[str, Any]:
         )
         per_class = select(res, k, policy="per_class", labels=y, reference_labels=y_ref)
     mmd_exact = score(exact)
-    out["rows"].append(
-        {"policy": "exact herding", "seconds": t_exact, "mmd2": mmd_exact, "ratio": 1.0}
-    )
+    out["rows"].append({"policy": "exact herding", "seconds": t_exact, "mmd2": mmd_exact, "ratio": 1.0})
     class_size = int(np.bincount(y).max())
     for parts in [2, 4, 8]:
         size = int(np.ceil(class_size / parts))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sel, t = timed(select, res, k, policy="herding", labels=y, reference_labels=y_ref, embeddings=pool,
-                           reference=ref, partition_size=size, device="cpu")
+            sel, t = timed(
+                select,
+                res,
+                k,
+                policy="herding",
+                labels=y,
+                reference_labels=y_ref,
+                embeddings=pool,
+                reference=ref,
+                partition_size=size,
+                device="cpu",
+            )
         overlap = len(np.intersect1d(sel.indices, exact.indices)) / k
         out["rows"].append(
             {
@@ -635,9 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             report["sketch"] = part_sketch(args.quick)
         elif part == "ray":
             sizes = [int(s) for s in args.sizes.split(",")]
-            report["ray"] = part_ray(
-                args.quick, [min(s, 20_000) for s in sizes] if args.quick else sizes
-            )
+            report["ray"] = part_ray(args.quick, [min(s, 20_000) for s in sizes] if args.quick else sizes)
         elif part == "herding":
             report["herding"] = part_herding(args.quick)
         elif part == "faiss":

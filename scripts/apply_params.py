@@ -1,6 +1,6 @@
 """Write the values of an override file into params.yaml (see kairos_curate.stages.overrides).
 
-    python scripts/apply_params.py configs/poster.yaml [--set section.key=value ...] [--params params.yaml]
+python scripts/apply_params.py configs/poster.yaml [--set section.key=value ...] [--params params.yaml]
 """
 
 import sys

@@ -47,16 +47,28 @@ def fake_photo(kind: int, seed: int) -> Image.Image:
     return img
 
 
-def make_inat_tree(root: Path, per_species: int = 30, offtask_per_species: int = 10, split: str = "train",
-                   seed: int = 0) -> dict:
+def make_inat_tree(
+    root: Path, per_species: int = 30, offtask_per_species: int = 10, split: str = "train", seed: int = 0
+) -> dict:
     """The official iNaturalist 2021 layout (``<split>.json`` + ``<split>/<species dir>/*.jpg``)."""
     species = [(cat, row) for cat, row in CATEGORY_SPECIES.items()] + [("off-task", row) for row in OFFTASK_SPECIES]
     categories, images, annotations = [], [], []
     image_id = 0
     for c, (cat, (phylum, cls, order, family, genus, name)) in enumerate(species):
         dir_name = f"{c:05d}_Animalia_{phylum}_{cls}_{order}_{family}_{genus}_{name.split()[1]}"
-        categories.append({"id": c, "name": name, "kingdom": "Animalia", "phylum": phylum, "class": cls,
-                           "order": order, "family": family, "genus": genus, "image_dir_name": dir_name})
+        categories.append(
+            {
+                "id": c,
+                "name": name,
+                "kingdom": "Animalia",
+                "phylum": phylum,
+                "class": cls,
+                "order": order,
+                "family": family,
+                "genus": genus,
+                "image_dir_name": dir_name,
+            }
+        )
         n = per_species if cat != "off-task" else offtask_per_species
         for _ in range(n):
             file_name = f"{split}/{dir_name}/{image_id:08x}.jpg"
@@ -105,9 +117,7 @@ def synthetic_scenario(seed: int = 0) -> Scenario:
     patterns = rng.integers(0, 256, size=(N_CLASSES + 1, 6, 6))
 
     def draw(cls: np.ndarray) -> np.ndarray:
-        return np.clip(patterns[cls] + rng.normal(0, 12, size=(cls.size, 6, 6)), 0, 255).astype(
-            np.uint8
-        )
+        return np.clip(patterns[cls] + rng.normal(0, 12, size=(cls.size, 6, 6)), 0, 255).astype(np.uint8)
 
     pool_cls = np.r_[np.repeat(np.arange(N_CLASSES), 40), np.full(24, N_CLASSES)]
     ref_cls, test_cls = np.repeat(np.arange(N_CLASSES), 8), np.repeat(np.arange(N_CLASSES), 10)
@@ -129,9 +139,7 @@ def synthetic_scenario(seed: int = 0) -> Scenario:
     samples = pd.DataFrame(
         {
             "id": ids,
-            "split": ["pool"] * pool_cls.size
-            + ["reference"] * ref_cls.size
-            + ["test"] * test_cls.size,
+            "split": ["pool"] * pool_cls.size + ["reference"] * ref_cls.size + ["test"] * test_cls.size,
             "label": np.r_[shown, ref_cls, test_cls].astype(np.int64),
         }
     )
@@ -190,8 +198,9 @@ def make_embed_project(root: Path, seed: int = 0) -> Scenario:
     pool = (scenario.samples["split"] == "pool").to_numpy()
     pixels = scenario.pixels[pool].copy()
     pixels[::7] = 255 - pixels[::7]
-    PoolVariant(ids=scenario.samples["id"].to_numpy(dtype=str)[pool], pixels=pixels, truth=scenario.truth,
-                info={}).save(root / PATHS.noisy_pool, root / PATHS.noisy_truth)
+    PoolVariant(
+        ids=scenario.samples["id"].to_numpy(dtype=str)[pool], pixels=pixels, truth=scenario.truth, info={}
+    ).save(root / PATHS.noisy_pool, root / PATHS.noisy_truth)
     return scenario
 
 
@@ -206,56 +215,137 @@ def png(path: Path, seed: int) -> None:
     Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(path)
 
 
-def summary_row(subset: str, method: str, n: int, acc: float, f1: float, auc: float, time_s: float,
-                std: float = 0.01, *, pool: str = "original", kind: str | None = None, fraction: float = 1.0) -> dict:
+def summary_row(
+    subset: str,
+    method: str,
+    n: int,
+    acc: float,
+    f1: float,
+    auc: float,
+    time_s: float,
+    std: float = 0.01,
+    *,
+    pool: str = "original",
+    kind: str | None = None,
+    fraction: float = 1.0,
+) -> dict:
     """One row of ``finetune_summary.csv``."""
     kind = kind or (subset if subset in ("full", "random", "oracle") else "curated")
-    row = {"pool": pool, "subset": subset, "kind": kind, "fraction": fraction, "method": method, "runs": 3,
-           "n_selected": n, "trainable_params": 1000, "uses_ground_truth": kind == "oracle"}
+    row = {
+        "pool": pool,
+        "subset": subset,
+        "kind": kind,
+        "fraction": fraction,
+        "method": method,
+        "runs": 3,
+        "n_selected": n,
+        "trainable_params": 1000,
+        "uses_ground_truth": kind == "oracle",
+    }
     for metric, mean in zip(METRICS, (acc, f1, auc, time_s), strict=True):
         row[f"{metric}_mean"] = mean
         row[f"{metric}_std"] = std if metric != "train_time_s" else 0.1
     return row
 
 
-def make_report_project(root: Path, *, curated_acc: float = 0.85, random_acc: float = 0.70,
-                        with_finetune: bool = True, with_sweep: bool = True, with_noise: bool = False) -> Path:
+def make_report_project(
+    root: Path,
+    *,
+    curated_acc: float = 0.85,
+    random_acc: float = 0.70,
+    with_finetune: bool = True,
+    with_sweep: bool = True,
+    with_noise: bool = False,
+) -> Path:
     """A fake project tree: the five stages' metrics, tables, figures and rendered notebooks."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text("report:\n  title: x\n")
     m = root / "reports" / "metrics"
-    write_json(m / "prepare.json", {"pool": 400, "pool_noisy": 120, "pool_noisy_fraction": 0.3,
-                                    "pool_off_task": 60, "pool_pixel_noise": 40, "pool_label_flipped": 20,
-                                    "reference": 60, "test": 90, "severity_unit_pixel_std": 89.0,
-                                    "n_task_classes": 6})
-    write_json(m / "embed.json", {"encoder": "efficientnet-lite0", "dim": 1280, "image_size": 96, "device": "cpu",
-                                  "images_per_second": 300.0})
-    write_json(m / "value.json", {"bandwidth": 1.2, "k": 80, "label_mode": "class_conditional", "pool_size": 400,
-                                  "method": "kairos_class_conditional", "primary": "per_class",
-                                  "value_seconds": 0.5, "selections": {
-                                      "per_class": {"policy": "per_class", "classes_missing": 0,
-                                                    "smallest_class_count": 10, "warnings": 0},
-                                      "global": {"policy": "global", "classes_missing": 1, "smallest_class_count": 0,
-                                                 "warnings": 2}}})
-    write_json(m / "compare.json", {"n_pool": 400, "n_bad": 120, "seeds": [0, 1, 2],
-                                    "methods": ["kairos_class_conditional", "knn_shapley", "random"], "auroc": {
-        "kairos_class_conditional/any problem": {"mean": 0.91, "std": 0.0, "runs": 1},
-        "random/any problem": {"mean": 0.5, "std": 0.01, "runs": 3}}})
+    write_json(
+        m / "prepare.json",
+        {
+            "pool": 400,
+            "pool_noisy": 120,
+            "pool_noisy_fraction": 0.3,
+            "pool_off_task": 60,
+            "pool_pixel_noise": 40,
+            "pool_label_flipped": 20,
+            "reference": 60,
+            "test": 90,
+            "severity_unit_pixel_std": 89.0,
+            "n_task_classes": 6,
+        },
+    )
+    write_json(
+        m / "embed.json",
+        {"encoder": "efficientnet-lite0", "dim": 1280, "image_size": 96, "device": "cpu", "images_per_second": 300.0},
+    )
+    write_json(
+        m / "value.json",
+        {
+            "bandwidth": 1.2,
+            "k": 80,
+            "label_mode": "class_conditional",
+            "pool_size": 400,
+            "method": "kairos_class_conditional",
+            "primary": "per_class",
+            "value_seconds": 0.5,
+            "selections": {
+                "per_class": {"policy": "per_class", "classes_missing": 0, "smallest_class_count": 10, "warnings": 0},
+                "global": {"policy": "global", "classes_missing": 1, "smallest_class_count": 0, "warnings": 2},
+            },
+        },
+    )
+    write_json(
+        m / "compare.json",
+        {
+            "n_pool": 400,
+            "n_bad": 120,
+            "seeds": [0, 1, 2],
+            "methods": ["kairos_class_conditional", "knn_shapley", "random"],
+            "auroc": {
+                "kairos_class_conditional/any problem": {"mean": 0.91, "std": 0.0, "runs": 1},
+                "random/any problem": {"mean": 0.5, "std": 0.01, "runs": 3},
+            },
+        },
+    )
     tables = root / "reports" / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     det = []
     for method, auroc in (("kairos_class_conditional", 0.91), ("knn_shapley", 0.95), ("random", 0.5)):
         for problem in ("any problem", "pixel noise", "label flipped"):
-            det.append({"method": method, "problem": problem, "runs": 1, "auroc_mean": auroc, "auroc_std": 0.0,
-                        "average_precision_mean": 0.5, "average_precision_std": 0.0,
-                        "precision_at_k_bad_mean": auroc - 0.1, "precision_at_k_bad_std": 0.0,
-                        "recall_at_k_bad_mean": 0.4, "recall_at_k_bad_std": 0.0,
-                        "seconds_mean": 0.1, "seconds_std": 0.0})
+            det.append(
+                {
+                    "method": method,
+                    "problem": problem,
+                    "runs": 1,
+                    "auroc_mean": auroc,
+                    "auroc_std": 0.0,
+                    "average_precision_mean": 0.5,
+                    "average_precision_std": 0.0,
+                    "precision_at_k_bad_mean": auroc - 0.1,
+                    "precision_at_k_bad_std": 0.0,
+                    "recall_at_k_bad_mean": 0.4,
+                    "recall_at_k_bad_std": 0.0,
+                    "seconds_mean": 0.1,
+                    "seconds_std": 0.0,
+                }
+            )
     pd.DataFrame(det).to_csv(tables / "compare_detection.csv", index=False)
     if with_finetune:
-        write_json(m / "finetune.json", {"k": 80, "pool_size": 400, "trials": 3, "random_draws": 5,
-                                         "trained_layers": "conv_head + head", "stem_outputs_cached": True,
-                                         "backbone": "efficientnet-lite0", "results": {}})
+        write_json(
+            m / "finetune.json",
+            {
+                "k": 80,
+                "pool_size": 400,
+                "trials": 3,
+                "random_draws": 5,
+                "trained_layers": "conv_head + head",
+                "stem_outputs_cached": True,
+                "backbone": "efficientnet-lite0",
+                "results": {},
+            },
+        )
         rows = [
             summary_row("full", "lora", 400, 0.80, 0.79, 0.980, 40.0),
             summary_row("random", "lora", 80, random_acc, 0.69, 0.950, 8.0),
@@ -270,17 +360,31 @@ def make_report_project(root: Path, *, curated_acc: float = 0.85, random_acc: fl
             rows.append(summary_row("per_class", "lora", 80, 0.78, 0.77, 0.965, 8.0, pool="noisy"))
         pd.DataFrame(rows).to_csv(tables / "finetune_summary.csv", index=False)
         if with_sweep:
-            pd.DataFrame([summary_row("per_class", "lora", 20, 0.84, 0.83, 0.96, 2.0, kind="sweep", fraction=0.25),
-                          summary_row("per_class", "lora", 40, 0.86, 0.85, 0.97, 4.0, kind="sweep", fraction=0.5),
-                          summary_row("per_class", "lora", 80, 0.85, 0.84, 0.97, 8.0, kind="sweep", fraction=1.0),
-                          ]).to_csv(
-                tables / "finetune_sweep.csv", index=False)
-    for k, rel in enumerate(("01_prepare/class_overlap.png", "02_embed/tsne.png", "03_value/value_terms.png",
-                             "04_compare/found_vs_inspected.png")):
+            pd.DataFrame(
+                [
+                    summary_row("per_class", "lora", 20, 0.84, 0.83, 0.96, 2.0, kind="sweep", fraction=0.25),
+                    summary_row("per_class", "lora", 40, 0.86, 0.85, 0.97, 4.0, kind="sweep", fraction=0.5),
+                    summary_row("per_class", "lora", 80, 0.85, 0.84, 0.97, 8.0, kind="sweep", fraction=1.0),
+                ]
+            ).to_csv(tables / "finetune_sweep.csv", index=False)
+    for k, rel in enumerate(
+        (
+            "01_prepare/class_overlap.png",
+            "02_embed/tsne.png",
+            "03_value/value_terms.png",
+            "04_compare/found_vs_inspected.png",
+        )
+    ):
         png(root / "reports" / "figures" / rel, k)
     nb = root / "reports" / "notebooks"
     nb.mkdir(parents=True, exist_ok=True)
     for k, stem in enumerate(("01_prepare", "02_embed", "03_value")):
-        (nb / f"{stem}.ipynb").write_text(json.dumps({"cells": [], "metadata": {"papermill": {
-            "duration": 10.5 * (k + 1), "end_time": "2026-01-01T00:00:00"}}}))
+        (nb / f"{stem}.ipynb").write_text(
+            json.dumps(
+                {
+                    "cells": [],
+                    "metadata": {"papermill": {"duration": 10.5 * (k + 1), "end_time": "2026-01-01T00:00:00"}},
+                }
+            )
+        )
     return root

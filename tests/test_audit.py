@@ -85,15 +85,26 @@ def _source(ids: np.ndarray, seed: int = 0) -> ArrayImageSource:
 
 def test_audit_flags_and_gallery(tmp_path):
     pool, ref, ids = _data()
-    res = audit(pool, ref, _source(ids), ids, out_dir=tmp_path / "a", n_lowest=5, n_highest=4,
-                dup_threshold=0.999, bandwidth=1.5)
+    res = audit(
+        pool,
+        ref,
+        _source(ids),
+        ids,
+        out_dir=tmp_path / "a",
+        n_lowest=5,
+        n_highest=4,
+        dup_threshold=0.999,
+        bandwidth=1.5,
+    )
     expected = kairos_values(pool, ref, 1.5)
     np.testing.assert_allclose(res.table["value"].to_numpy(), expected.values, rtol=1e-6, atol=1e-9)
     flags = pd.read_csv(res.flags_path)
     assert list(flags.columns)[:4] == ["id", "value", "rank", "issues"] and list(flags.columns)[-2:] == ["flag", "keep"]
     for issue in ("off_task", "corrupted", "mislabelled", "near_duplicate"):
         assert f"is_{issue}" in flags.columns and f"{issue}_score" in flags.columns
-    assert not flags["is_corrupted"].any() and not flags["is_mislabelled"].any()  # no images of the reference, no labels
+    assert (
+        not flags["is_corrupted"].any() and not flags["is_mislabelled"].any()
+    )  # no images of the reference, no labels
     assert flags["rank"].tolist() == sorted(flags["rank"].tolist())  # best first
     # low_value = the 5 lowest values
     lowest = set(ids[np.argsort(expected.values)[:5]])
@@ -111,8 +122,9 @@ def test_audit_flags_and_gallery(tmp_path):
                 assert f"near_duplicate_of:{best}" in flag and not row["keep"] and row["is_near_duplicate"]
     assert res.groups[0][0] == ids[[0, 1, 2][int(np.argmax(expected.values[[0, 1, 2]]))]]
     off = set(flags.loc[flags["is_off_task"], "id"])
-    assert flags["keep"].sum() == len(ids) - len(lowest | off | {ids[i] for g in res.groups for i in
-                                                                 range(len(ids)) if ids[i] in g[1:]})
+    assert flags["keep"].sum() == len(ids) - len(
+        lowest | off | {ids[i] for g in res.groups for i in range(len(ids)) if ids[i] in g[1:]}
+    )
     html = res.html_path.read_text()
     # 5 lowest + 4 highest + 5 group members + the off-task cards, each one inlined PNG
     assert len(re.findall(r"src='data:image/png;base64,", html)) == 5 + 4 + 5 + len(off)
@@ -125,11 +137,19 @@ def test_audit_label_mode_and_flag_fraction(tmp_path):
     pool, ref, ids = _data(seed=1)
     rng = np.random.default_rng(1)
     y, y_ref = rng.integers(0, 2, len(ids)), np.repeat([0, 1], len(ref) // 2)
-    res = audit(pool, ref, None, ids, labels=y, reference_labels=y_ref, out_dir=tmp_path, flag_fraction=0.1,
-                dup_threshold=0.999999)
+    res = audit(
+        pool,
+        ref,
+        None,
+        ids,
+        labels=y,
+        reference_labels=y_ref,
+        out_dir=tmp_path,
+        flag_fraction=0.1,
+        dup_threshold=0.999999,
+    )
     assert res.label_mode == "class_conditional"
-    expected = kairos_values(pool, ref, "median", pool_labels=y, reference_labels=y_ref,
-                             label_mode="class_conditional")
+    expected = kairos_values(pool, ref, "median", pool_labels=y, reference_labels=y_ref, label_mode="class_conditional")
     np.testing.assert_allclose(res.table["label_term"].to_numpy(), expected.label_term, rtol=1e-6, atol=1e-9)
     flags = pd.read_csv(tmp_path / "flags.csv")
     assert "label" in flags.columns
@@ -163,12 +183,33 @@ def test_cli_with_npz_images_holding_other_splits(tmp_path, capsys):
     all_ids = np.concatenate([ref_ids, ids])  # like data/prepared/pixels.npz: every split
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "pixels.npz", ids=all_ids, pixels=rng.integers(0, 255, (len(all_ids), 10, 10), dtype=np.uint8))
-    labels = pd.DataFrame({"id": np.concatenate([ids, ref_ids]),
-                           "label": np.concatenate([np.arange(len(ids)) % 2, np.arange(len(ref_ids)) % 2])})
+    labels = pd.DataFrame(
+        {
+            "id": np.concatenate([ids, ref_ids]),
+            "label": np.concatenate([np.arange(len(ids)) % 2, np.arange(len(ref_ids)) % 2]),
+        }
+    )
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    code = main(["audit", "--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
-                 "--images", str(tmp_path / "pixels.npz"), "--labels", str(tmp_path / "labels.csv"),
-                 "--out", str(tmp_path / "out"), "--n-lowest", "6", "--n-highest", "3", "--no-progress"])
+    code = main(
+        [
+            "audit",
+            "--pool",
+            str(tmp_path / "pool.npz"),
+            "--reference",
+            str(tmp_path / "ref.npz"),
+            "--images",
+            str(tmp_path / "pixels.npz"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "out"),
+            "--n-lowest",
+            "6",
+            "--n-highest",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "class_conditional" in out and f"{len(ids)} of {len(ids)} pool ids have an image" in out
@@ -186,9 +227,28 @@ def test_cli_with_an_image_folder(tmp_path):
     rng = np.random.default_rng(0)
     for sid in ids[:30]:  # half the pool has files: the rest shows a placeholder
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{sid}.png")
-    code = main(["audit", "--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
-                 "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--n-lowest", "60",
-                 "--n-highest", "0", "--max-groups", "0", "--per-type", "0", "--no-progress"])
+    code = main(
+        [
+            "audit",
+            "--pool",
+            str(tmp_path / "pool.npz"),
+            "--reference",
+            str(tmp_path / "ref.npz"),
+            "--images",
+            str(tmp_path / "imgs"),
+            "--out",
+            str(tmp_path / "o"),
+            "--n-lowest",
+            "60",
+            "--n-highest",
+            "0",
+            "--max-groups",
+            "0",
+            "--per-type",
+            "0",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     html = (tmp_path / "o" / "audit.html").read_text()
     assert len(re.findall("data:image/png", html)) == 30 and html.count("no image") == 30
@@ -197,8 +257,11 @@ def test_cli_with_an_image_folder(tmp_path):
 @pytest.mark.parametrize("option", ["--pool", "--images", "--labels"])
 def test_cli_missing_files_are_clear_errors(tmp_path, capsys, option):
     _write_inputs(tmp_path)
-    args = {"--pool": str(tmp_path / "pool.npz"), "--reference": str(tmp_path / "ref.npz"),
-            "--out": str(tmp_path / "o")}
+    args = {
+        "--pool": str(tmp_path / "pool.npz"),
+        "--reference": str(tmp_path / "ref.npz"),
+        "--out": str(tmp_path / "o"),
+    }
     args[option] = str(tmp_path / "nope.npz")
     argv = ["audit", *[x for kv in args.items() for x in kv], "--no-progress"]
     assert main(argv) == 2
@@ -210,10 +273,31 @@ def test_cli_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["audit", "--help"])
     text = capsys.readouterr().out
-    for option in ("--pool", "--reference", "--out", "--images", "--labels", "--reference-labels", "--label-mode",
-                   "--n-lowest", "--n-highest", "--flag-fraction", "--dup-threshold", "--max-groups",
-                   "--thumb-size", "--bandwidth", "--lam", "--title", "--device", "--seed", "--progress",
-                   "--reference-images", "--class-names", "--alpha", "--per-type"):
+    for option in (
+        "--pool",
+        "--reference",
+        "--out",
+        "--images",
+        "--labels",
+        "--reference-labels",
+        "--label-mode",
+        "--n-lowest",
+        "--n-highest",
+        "--flag-fraction",
+        "--dup-threshold",
+        "--max-groups",
+        "--thumb-size",
+        "--bandwidth",
+        "--lam",
+        "--title",
+        "--device",
+        "--seed",
+        "--progress",
+        "--reference-images",
+        "--class-names",
+        "--alpha",
+        "--per-type",
+    ):
         assert option in text
     assert len(re.findall(r"\n  --", text)) >= 23
 
@@ -235,7 +319,17 @@ def test_image_folder_matches_ids_by_relative_path(tmp_path):
 def test_cli_dimension_mismatch_is_a_clear_error(tmp_path, capsys):
     _, ref, _, ref_ids = _write_inputs(tmp_path)
     save_embeddings(tmp_path / "ref.npz", ref_ids, np.hstack([ref, ref]).astype(np.float32))
-    code = main(["audit", "--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
-                 "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(
+        [
+            "audit",
+            "--pool",
+            str(tmp_path / "pool.npz"),
+            "--reference",
+            str(tmp_path / "ref.npz"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--pool has dimension" in err and "same encoder" in err

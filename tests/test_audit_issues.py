@@ -38,8 +38,10 @@ def test_tail_fitted_p_values_resolve_beyond_the_reference_and_stay_valid():
     p = iss.conformal_p(np.array([0.5, 6.0, 9.0, 12.0]), ref, "high", tail_fit=0.1)
     assert p[0] == iss.conformal_p(np.array([0.5]), ref, "high")[0]  # inside: the empirical p-value
     assert 1 / 201 > p[1] > p[2] > p[3] > 0  # beyond the reference's range: smaller, still ordered
-    hits = [(iss.conformal_p(rng.exponential(size=400), rng.exponential(size=200), "high", tail_fit=0.1)
-             <= 0.002).mean() for _ in range(100)]
+    hits = [
+        (iss.conformal_p(rng.exponential(size=400), rng.exponential(size=200), "high", tail_fit=0.1) <= 0.002).mean()
+        for _ in range(100)
+    ]
     assert np.mean(hits) <= 0.004  # about alpha for an exponential tail (0.002 here)
     low = iss.conformal_p(np.array([-5.0]), -ref, "low", tail_fit=0.1)
     np.testing.assert_allclose(low, iss.conformal_p(np.array([5.0]), ref, "high", tail_fit=0.1))
@@ -155,8 +157,9 @@ def test_pixel_statistics_see_noise_blur_and_darkness():
     clean = ((np.sin(xx / 3.0) * np.cos(yy / 5.0) + 1) * 100 + 20).astype(np.uint8)
     img = Image.fromarray(clean)
     base = iss.pixel_statistics_of(img)
-    noisy = iss.pixel_statistics_of(Image.fromarray(np.clip(clean + rng.normal(0, 30, clean.shape), 0, 255)
-                                                    .astype(np.uint8)))
+    noisy = iss.pixel_statistics_of(
+        Image.fromarray(np.clip(clean + rng.normal(0, 30, clean.shape), 0, 255).astype(np.uint8))
+    )
     blurred = iss.pixel_statistics_of(img.filter(ImageFilter.GaussianBlur(3)))
     dark = iss.pixel_statistics_of(Image.fromarray((clean // 8).astype(np.uint8)))
     flat = iss.pixel_statistics_of(Image.fromarray(np.full((64, 64), 128, np.uint8)))
@@ -184,16 +187,32 @@ def _synthetic(seed: int = 0):
     labels[flipped] = 1 - labels[flipped]
     pool[299] = pool[5] + 1e-4  # a near-copy in embedding space
     ids = np.array([f"s{i:03d}" for i in range(300)])
-    truth = pd.DataFrame({"id": ids, "off_task": np.arange(300) >= 200,
-                          "label_flipped": np.isin(np.arange(300), flipped), "corruption": "none",
-                          "true_label": np.r_[np.repeat([0, 1], 100), -np.ones(100, dtype=int)]})
+    truth = pd.DataFrame(
+        {
+            "id": ids,
+            "off_task": np.arange(300) >= 200,
+            "label_flipped": np.isin(np.arange(300), flipped),
+            "corruption": "none",
+            "true_label": np.r_[np.repeat([0, 1], 100), -np.ones(100, dtype=int)],
+        }
+    )
     return pool, ref, labels, ref_labels, ids, truth
 
 
 def test_audit_names_off_task_and_mislabelled_samples(tmp_path):
     pool, ref, labels, ref_labels, ids, truth = _synthetic()
-    res = audit(pool, ref, None, ids, labels=labels, reference_labels=ref_labels, out_dir=tmp_path,
-                class_names=["ant", "bee"], alpha=0.02, device="cpu")
+    res = audit(
+        pool,
+        ref,
+        None,
+        ids,
+        labels=labels,
+        reference_labels=ref_labels,
+        out_dir=tmp_path,
+        class_names=["ant", "bee"],
+        alpha=0.02,
+        device="cpu",
+    )
     scores = score_audit(res.table, truth).set_index("issue_type")
     assert scores.loc["off_task", "recall"] >= 0.95 and scores.loc["off_task", "precision"] >= 0.9
     assert scores.loc["mislabelled", "recall"] >= 0.8 and scores.loc["mislabelled", "precision"] >= 0.7
@@ -221,8 +240,17 @@ def test_a_clean_pool_is_rarely_flagged(tmp_path):
     centres = np.eye(5)[:2] * 2.0
     ref, pool = _clusters(rng, centres, 150), _clusters(rng, centres, 400)
     ref_labels, labels = np.repeat([0, 1], 150), np.repeat([0, 1], 400)
-    res = audit(pool, ref, None, [f"p{i}" for i in range(800)], labels=labels, reference_labels=ref_labels,
-                out_dir=tmp_path, alpha=0.02, device="cpu")
+    res = audit(
+        pool,
+        ref,
+        None,
+        [f"p{i}" for i in range(800)],
+        labels=labels,
+        reference_labels=ref_labels,
+        out_dir=tmp_path,
+        alpha=0.02,
+        device="cpu",
+    )
     assert res.table["is_off_task"].mean() <= 0.05
     assert res.table["is_mislabelled"].mean() <= 0.01  # two well-separated classes
     assert res.table["is_near_duplicate"].mean() <= 0.01
@@ -250,12 +278,25 @@ def test_audit_finds_corrupted_images_calibrated_on_reference_images(tmp_path):
     ids = np.array([f"p{i}" for i in range(200)])
     # embeddings are irrelevant to the pixel checks: random ones, pool like the reference
     pool_emb, ref_emb = rng.normal(size=(200, 8)), rng.normal(size=(120, 8))
-    res = audit(pool_emb, ref_emb, ArrayImageSource(ids, blurred), ids, out_dir=tmp_path,
-                reference_images=ArrayImageSource([f"r{i}" for i in range(120)], ref_px), alpha=0.01,
-                device="cpu")
+    res = audit(
+        pool_emb,
+        ref_emb,
+        ArrayImageSource(ids, blurred),
+        ids,
+        out_dir=tmp_path,
+        reference_images=ArrayImageSource([f"r{i}" for i in range(120)], ref_px),
+        alpha=0.01,
+        device="cpu",
+    )
     t = res.table
-    truth = pd.DataFrame({"id": ids, "off_task": False, "label_flipped": False,
-                          "corruption": np.where(np.isin(np.arange(200), bad), "x", "none")})
+    truth = pd.DataFrame(
+        {
+            "id": ids,
+            "off_task": False,
+            "label_flipped": False,
+            "corruption": np.where(np.isin(np.arange(200), bad), "x", "none"),
+        }
+    )
     s = score_audit(t, truth).set_index("issue_type")
     assert s.loc["corrupted", "recall"] == 1.0 and s.loc["corrupted", "precision"] >= 0.8
     kinds = t["corruption"].str.split(",")
@@ -279,8 +320,15 @@ def test_unreadable_pool_image_is_flagged_not_fatal(tmp_path):
     paths[3].write_bytes(b"not an image")
     ids = [f"i{i}" for i in range(12)]
     ref = ArrayImageSource([f"r{i}" for i in range(10)], _image_pool(rng, 10))
-    res = audit(rng.normal(size=(12, 4)), rng.normal(size=(10, 4)), FileImageSource(ids, paths), ids,
-                out_dir=tmp_path / "a", reference_images=ref, device="cpu")
+    res = audit(
+        rng.normal(size=(12, 4)),
+        rng.normal(size=(10, 4)),
+        FileImageSource(ids, paths),
+        ids,
+        out_dir=tmp_path / "a",
+        reference_images=ref,
+        device="cpu",
+    )
     row = res.table.loc["i3"]
     assert row["is_corrupted"] and row["corruption"] == "unreadable" and not row["keep"]
     assert "img3.png" not in res.info["unreadable"] and "i3" in res.info["unreadable"]
@@ -291,24 +339,50 @@ def test_reference_images_must_match_the_reference(tmp_path):
     rng = np.random.default_rng(7)
     ids = [f"p{i}" for i in range(10)]
     with pytest.raises(ValueError, match="reference_images holds 3 images for 5"):
-        audit(rng.normal(size=(10, 3)), rng.normal(size=(5, 3)), None, ids, out_dir=tmp_path,
-              reference_images=ArrayImageSource(["a", "b", "c"], _image_pool(rng, 3)))
+        audit(
+            rng.normal(size=(10, 3)),
+            rng.normal(size=(5, 3)),
+            None,
+            ids,
+            out_dir=tmp_path,
+            reference_images=ArrayImageSource(["a", "b", "c"], _image_pool(rng, 3)),
+        )
     with pytest.raises(ValueError, match="alpha"):
         audit(rng.normal(size=(10, 3)), rng.normal(size=(5, 3)), None, ids, out_dir=tmp_path, alpha=0.0)
     with pytest.raises(ValueError, match="absent from reference_labels: 2"):
-        audit(rng.normal(size=(10, 3)), rng.normal(size=(5, 3)), None, ids, labels=np.arange(10) % 3,
-              reference_labels=np.arange(5) % 2, out_dir=tmp_path)
+        audit(
+            rng.normal(size=(10, 3)),
+            rng.normal(size=(5, 3)),
+            None,
+            ids,
+            labels=np.arange(10) % 3,
+            reference_labels=np.arange(5) % 2,
+            out_dir=tmp_path,
+        )
 
 
 def test_score_audit_counts_exactly():
-    flags = pd.DataFrame({"id": ["a", "b", "c", "d"], "is_off_task": [True, True, False, False],
-                          "is_corrupted": [False, False, True, False], "is_mislabelled": [False, False, False, True],
-                          "is_near_duplicate": [False] * 4, "off_task_score": [3.0, 2.0, 1.0, 0.0],
-                          "suggested_label": [None, None, None, 1]})
-    truth = pd.DataFrame({"id": ["d", "c", "b", "a", "zz"], "off_task": [False, False, True, True, False],
-                          "label_flipped": [True, False, False, False, False],
-                          "corruption": ["none", "gaussian_noise", "none", "none", "none"],
-                          "true_label": [2, 0, 1, -1, 0], "noisy": [True, True, True, True, False]})
+    flags = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "is_off_task": [True, True, False, False],
+            "is_corrupted": [False, False, True, False],
+            "is_mislabelled": [False, False, False, True],
+            "is_near_duplicate": [False] * 4,
+            "off_task_score": [3.0, 2.0, 1.0, 0.0],
+            "suggested_label": [None, None, None, 1],
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "id": ["d", "c", "b", "a", "zz"],
+            "off_task": [False, False, True, True, False],
+            "label_flipped": [True, False, False, False, False],
+            "corruption": ["none", "gaussian_noise", "none", "none", "none"],
+            "true_label": [2, 0, 1, -1, 0],
+            "noisy": [True, True, True, True, False],
+        }
+    )
     s = score_audit(flags, truth).set_index("issue_type")
     assert s.loc["off_task", ["n_true", "n_flagged", "true_positives"]].tolist() == [2, 2, 2]
     assert s.loc["off_task", "precision"] == 1.0 and s.loc["off_task", "recall"] == 1.0
@@ -336,9 +410,19 @@ def test_audit_of_a_small_real_pool_finds_each_injected_problem(small_scenario, 
     pool, ref = small_scenario.table("pool"), small_scenario.table("reference")
     _, xp = embed_source(small_scenario.source("pool"), enc, progress=False)
     _, xr = embed_source(small_scenario.source("reference"), enc, progress=False)
-    res = audit(xp, xr, small_scenario.source("pool"), pool["id"], labels=pool["label"].to_numpy(),
-                reference_labels=ref["label"].to_numpy(), reference_images=small_scenario.source("reference"),
-                class_names=small_scenario.class_names, out_dir=tmp_path, alpha=0.05, device="cpu")
+    res = audit(
+        xp,
+        xr,
+        small_scenario.source("pool"),
+        pool["id"],
+        labels=pool["label"].to_numpy(),
+        reference_labels=ref["label"].to_numpy(),
+        reference_images=small_scenario.source("reference"),
+        class_names=small_scenario.class_names,
+        out_dir=tmp_path,
+        alpha=0.05,
+        device="cpu",
+    )
     s = score_audit(res.table, small_scenario.truth).set_index("issue_type")
     assert s.loc["corrupted", "recall"] >= 0.9 and s.loc["corrupted", "precision"] >= 0.5
     assert s.loc["off_task", "precision"] >= 0.5 and s.loc["off_task", "auroc"] >= 0.7

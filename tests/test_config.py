@@ -29,8 +29,10 @@ def test_validate_params_is_strict_and_names_the_key():
         validate_params(Model, {"nn": 2}, "s")
     with pytest.raises(ParamsError) as err:
         validate_params(Model, {"n": True, "xs": ["a"]}, "s")
-    assert err.value.problems == ["s.n: Input should be a valid integer (got True)",
-                                  "s.xs.0: Input should be a valid number (got 'a')"]
+    assert err.value.problems == [
+        "s.n: Input should be a valid integer (got True)",
+        "s.xs.0: Input should be a valid number (got 'a')",
+    ]
     with pytest.raises(ParamsError, match="must be a mapping"):
         validate_params(Model, [1], "s")  # type: ignore[arg-type]
 

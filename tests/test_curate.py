@@ -50,9 +50,24 @@ def test_curate_cli_end_to_end_on_image_folders(folders, tmp_path, tmp_path_fact
     from torchvision.datasets import ImageFolder
 
     out, links = tmp_path / "curated", tmp_path / "train"
-    code = main(["curate", "--pool", str(folders["pool"]), "--reference", str(folders["reference"]),
-                 "--budget", "0.25", "--out", str(out), "--link-dir", str(links),
-                 "--cache-dir", _cache(tmp_path_factory), *ENC])
+    code = main(
+        [
+            "curate",
+            "--pool",
+            str(folders["pool"]),
+            "--reference",
+            str(folders["reference"]),
+            "--budget",
+            "0.25",
+            "--out",
+            str(out),
+            "--link-dir",
+            str(links),
+            "--cache-dir",
+            _cache(tmp_path_factory),
+            *ENC,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "broken.jpg" in printed and "1 unreadable pool image" in printed  # listed with the reason
@@ -86,10 +101,22 @@ def test_curate_cli_end_to_end_on_image_folders(folders, tmp_path, tmp_path_fact
 
 
 @requires_fashion_mnist
-def test_curate_refuses_to_overwrite_and_force_replaces_only_its_own_output(folders, tmp_path, tmp_path_factory,
-                                                                            capsys):
-    args = ["curate", "--pool", str(folders["pool"]), "--reference", str(folders["reference"]), "--budget", "40",
-            "--cache-dir", _cache(tmp_path_factory), "--no-audit", *ENC]
+def test_curate_refuses_to_overwrite_and_force_replaces_only_its_own_output(
+    folders, tmp_path, tmp_path_factory, capsys
+):
+    args = [
+        "curate",
+        "--pool",
+        str(folders["pool"]),
+        "--reference",
+        str(folders["reference"]),
+        "--budget",
+        "40",
+        "--cache-dir",
+        _cache(tmp_path_factory),
+        "--no-audit",
+        *ENC,
+    ]
     user_dir = tmp_path / "mine"
     user_dir.mkdir()
     (user_dir / "thesis.txt").write_text("precious")
@@ -116,8 +143,23 @@ def test_curate_refuses_to_overwrite_and_force_replaces_only_its_own_output(fold
 @requires_fashion_mnist
 def test_dry_run_writes_nothing(folders, tmp_path, capsys):
     out = tmp_path / "dry"
-    code = main(["curate", "--pool", str(folders["pool"]), "--reference", str(folders["reference"]), "--budget",
-                 "10%", "--out", str(out), "--link-dir", str(tmp_path / "links"), "--dry-run", *ENC])
+    code = main(
+        [
+            "curate",
+            "--pool",
+            str(folders["pool"]),
+            "--reference",
+            str(folders["reference"]),
+            "--budget",
+            "10%",
+            "--out",
+            str(out),
+            "--link-dir",
+            str(tmp_path / "links"),
+            "--dry-run",
+            *ENC,
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "dry run" in text and "select " in text and "gated_cover" in text and "link the" in text
@@ -177,8 +219,18 @@ def test_curated_manifest_trains_through_the_finetune_code(folders, tmp_path, tm
     from kairos_curate.training.backbones import load_backbone
     from kairos_curate.training.finetune import FinetuneConfig, compute_stem_features, train_run
 
-    res = curate(folders["pool"], folders["reference"], tmp_path / "c", budget=0.3, image_size=32, device="cpu",
-                 cache_dir=_cache(tmp_path_factory), run_audit=False, progress=False, log=lambda _: None)
+    res = curate(
+        folders["pool"],
+        folders["reference"],
+        tmp_path / "c",
+        budget=0.3,
+        image_size=32,
+        device="cpu",
+        cache_dir=_cache(tmp_path_factory),
+        run_audit=False,
+        progress=False,
+        log=lambda _: None,
+    )
     assert res.selected["selected"].all() and len(res.selected) == res.k
     source, labels, classes = curated_source(res.paths["curated"])
     assert len(source) == res.k and classes == sorted(res.pool.table["label"].unique())
@@ -187,8 +239,17 @@ def test_curated_manifest_trains_through_the_finetune_code(folders, tmp_path, tm
     backbone = load_backbone("efficientnet-lite0", image_size=32)
     features = compute_stem_features(backbone, source, progress=False)
     test_features = compute_stem_features(backbone, test.source(), progress=False)
-    run = train_run(backbone, features, labels, np.arange(len(source)), test_features, test_labels, len(classes),
-                    FinetuneConfig(epochs=2, batch_size=32), seed=0)
+    run = train_run(
+        backbone,
+        features,
+        labels,
+        np.arange(len(source)),
+        test_features,
+        test_labels,
+        len(classes),
+        FinetuneConfig(epochs=2, batch_size=32),
+        seed=0,
+    )
     assert run.n_train + run.n_val == res.k
     assert run.accuracy > 1.5 / len(classes)  # well above chance on the clean test folder
 
@@ -206,12 +267,31 @@ def test_curate_help_explains_every_option_and_starts_light():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom kairos_curate.cli import main\ntry:\n    main(['curate', '--help'])\n"
-            "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'pandas' in sys.modules)")
+    code = (
+        "import sys\nfrom kairos_curate.cli import main\ntry:\n    main(['curate', '--help'])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    for option in ("--pool", "--reference", "--out", "--budget", "--link-dir", "--link-mode", "--policy",
-                   "--policy-param", "--encoder", "--image-size", "--cache-dir", "--force", "--dry-run",
-                   "--no-audit", "--alpha", "--progress", "ImageFolder", "manifest"):
+    for option in (
+        "--pool",
+        "--reference",
+        "--out",
+        "--budget",
+        "--link-dir",
+        "--link-mode",
+        "--policy",
+        "--policy-param",
+        "--encoder",
+        "--image-size",
+        "--cache-dir",
+        "--force",
+        "--dry-run",
+        "--no-audit",
+        "--alpha",
+        "--progress",
+        "ImageFolder",
+        "manifest",
+    ):
         assert option in out
     assert out.strip().splitlines()[-1] == "False False"
 
@@ -221,8 +301,14 @@ def test_reasons_name_collapsed_near_copies_and_the_gate():
     from kairos_curate.selection import Selection
 
     values = pd.DataFrame({"value": [0.9, 0.8, 0.7, 0.1]}, index=pd.Index(["a", "b", "c", "d"], name="id"))
-    sel = Selection(indices=np.array([0]), ids=np.array(["a"]), class_counts={"x": 1}, policy="gated_cover",
-                    info={"collapsed_rows": [1]}, eligible=np.array([True, True, True, False]))
+    sel = Selection(
+        indices=np.array([0]),
+        ids=np.array(["a"]),
+        class_counts={"x": 1},
+        policy="gated_cover",
+        info={"collapsed_rows": [1]},
+        eligible=np.array([True, True, True, False]),
+    )
     reasons, order = _reasons(values, sel, np.array(["x"] * 4), 1, None)
     assert order.tolist() == [1, 0, 0, 0] and reasons[0].startswith("kept: pick 1 of 1 by gated_cover")
     assert reasons[1].startswith("dropped: near copy of another sample of its class, collapsed by gated_cover")

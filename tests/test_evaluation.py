@@ -109,9 +109,5 @@ def test_winner_table_matches_brute_force():
         }
     )
     table = winner_table(frame).set_index("setting")
-    assert table.loc["a", "winner"] == "kairos_feature" and table.loc[
-        "a", "margin"
-    ] == pytest.approx(0.1)
-    assert table.loc["b", "winner"] == "lava" and table.loc[
-        "b", "kairos_minus_other"
-    ] == pytest.approx(-0.35)
+    assert table.loc["a", "winner"] == "kairos_feature" and table.loc["a", "margin"] == pytest.approx(0.1)
+    assert table.loc["b", "winner"] == "lava" and table.loc["b", "kairos_minus_other"] == pytest.approx(-0.35)

@@ -29,8 +29,9 @@ def test_environment_yml_mirrors_pyproject():
 
 
 def test_console_script_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "kairos_curate.cli", "--help"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos_curate.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("value", "embed"):
         assert command in out
 

@@ -117,19 +117,32 @@ class _UnionFind:
             self.parent[max(ri, rj)] = min(ri, rj)
 
 
-def near_duplicate_groups(embeddings: np.ndarray, threshold: float = 0.98, *, block_size: int | None = None,
-                          memory_budget_bytes: int = 64 * 2**20, progress: bool = False) -> list[np.ndarray]:
+def near_duplicate_groups(
+    embeddings: np.ndarray,
+    threshold: float = 0.98,
+    *,
+    block_size: int | None = None,
+    memory_budget_bytes: int = 64 * 2**20,
+    progress: bool = False,
+) -> list[np.ndarray]:
     """Groups of rows whose cosine similarity exceeds ``threshold`` (connected components).
 
     See :func:`duplicate_scan`, which also returns the highest pairwise similarity.
     """
-    return duplicate_scan(embeddings, threshold, block_size=block_size, memory_budget_bytes=memory_budget_bytes,
-                          progress=progress)[0]
+    return duplicate_scan(
+        embeddings, threshold, block_size=block_size, memory_budget_bytes=memory_budget_bytes, progress=progress
+    )[0]
 
 
-def duplicate_scan(embeddings: np.ndarray, threshold: float = 0.98, *, block_size: int | None = None,
-                   memory_budget_bytes: int = 64 * 2**20,
-                   progress: bool = False, method: str = "auto") -> tuple[list[np.ndarray], float]:
+def duplicate_scan(
+    embeddings: np.ndarray,
+    threshold: float = 0.98,
+    *,
+    block_size: int | None = None,
+    memory_budget_bytes: int = 64 * 2**20,
+    progress: bool = False,
+    method: str = "auto",
+) -> tuple[list[np.ndarray], float]:
     """Groups of rows whose cosine similarity exceeds ``threshold`` (connected components).
 
     Two rows are linked when ``cos(x_i, x_j) > threshold``; a group is a connected component of
@@ -195,7 +208,7 @@ def duplicate_scan(embeddings: np.ndarray, threshold: float = 0.98, *, block_siz
         sims = x[lo:hi] @ x[lo:].T  # (block, N - lo): the block's rows against itself and later rows
         upper = np.triu(np.ones((hi - lo, hi - lo), dtype=bool), k=1)
         if sims.shape[1] > hi - lo:
-            best = max(best, float(sims[:, hi - lo:].max()))
+            best = max(best, float(sims[:, hi - lo :].max()))
         if upper.any():
             best = max(best, float(sims[:, : hi - lo][upper].max()))
         rows, cols = np.nonzero(sims > threshold)
@@ -215,6 +228,7 @@ def duplicate_scan(embeddings: np.ndarray, threshold: float = 0.98, *, block_siz
 
 def _class_namer(class_names: Sequence[str] | Mapping[Any, str] | None) -> Any:
     """A function label -> display name (the label itself when no name is known)."""
+
     def name(label: Any) -> str:
         if label is None or (isinstance(label, float) and np.isnan(label)):
             return ""
@@ -227,6 +241,7 @@ def _class_namer(class_names: Sequence[str] | Mapping[Any, str] | None) -> Any:
         elif class_names is not None and isinstance(key, (int, np.integer)) and 0 <= int(key) < len(class_names):
             return str(class_names[int(key)])
         return str(key)
+
     return name
 
 
@@ -242,8 +257,9 @@ def _scan(images: ImageSource | None, rows: np.ndarray, progress: bool, desc: st
     if images is None:
         return None
     present = np.flatnonzero(rows >= 0)
-    scan = scan_images(lambda k: images.load_image(int(rows[present[k]])), int(present.size),
-                       progress=progress, desc=desc)
+    scan = scan_images(
+        lambda k: images.load_image(int(rows[present[k]])), int(present.size), progress=progress, desc=desc
+    )
     # back to one entry per requested row (NaN / zero rows where there is no image)
     n = rows.shape[0]
     stats = {k: np.full(n, np.nan) for k in scan.stats}
@@ -255,15 +271,37 @@ def _scan(images: ImageSource | None, rows: np.ndarray, progress: bool, desc: st
     return type(scan)(stats, tiny, failed)
 
 
-def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images: ImageSource | None,
-          ids: Any, labels: Any = None, reference_labels: Any = None, out_dir: str | Path = "audit", *,
-          reference_images: ImageSource | None = None, reference_ids: Any = None,
-          class_names: Sequence[str] | Mapping[Any, str] | None = None, alpha: float = 0.01,
-          n_per_type: int = 24, n_lowest: int = 48, n_highest: int = 16, dup_threshold: float | None = None,
-          flag_fraction: float | None = None, label_mode: str | None = "auto", bandwidth: float | str = "median",
-          lam: float = 0.97, max_groups: int = 20, thumb_size: int = 64, title: str = "KAIROS data audit",
-          device: str = "auto", seed: int = 0, progress: bool = False, engine: Any = None,
-          method: str = "exact", n_landmarks: int = 1000) -> AuditResult:
+def audit(
+    pool_embeddings: np.ndarray,
+    reference_embeddings: np.ndarray,
+    images: ImageSource | None,
+    ids: Any,
+    labels: Any = None,
+    reference_labels: Any = None,
+    out_dir: str | Path = "audit",
+    *,
+    reference_images: ImageSource | None = None,
+    reference_ids: Any = None,
+    class_names: Sequence[str] | Mapping[Any, str] | None = None,
+    alpha: float = 0.01,
+    n_per_type: int = 24,
+    n_lowest: int = 48,
+    n_highest: int = 16,
+    dup_threshold: float | None = None,
+    flag_fraction: float | None = None,
+    label_mode: str | None = "auto",
+    bandwidth: float | str = "median",
+    lam: float = 0.97,
+    max_groups: int = 20,
+    thumb_size: int = 64,
+    title: str = "KAIROS data audit",
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = False,
+    engine: Any = None,
+    method: str = "exact",
+    n_landmarks: int = 1000,
+) -> AuditResult:
     """Value a pool with KAIROS, name each sample's issues (calibrated on the reference), write a gallery.
 
     Parameters
@@ -347,12 +385,17 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     ref = np.asarray(reference_embeddings)
     id_arr = np.asarray([str(i) for i in ids])
     if pool.ndim != 2 or id_arr.shape[0] != pool.shape[0]:
-        raise ValueError(f"ids has {id_arr.shape[0]} entries for pool embeddings of shape {pool.shape}; "
-                         "give one id per row")
+        raise ValueError(
+            f"ids has {id_arr.shape[0]} entries for pool embeddings of shape {pool.shape}; give one id per row"
+        )
     if len(set(id_arr.tolist())) != id_arr.shape[0]:
         raise ValueError("pool ids must be unique")
-    for name, value in (("n_lowest", n_lowest), ("n_highest", n_highest), ("max_groups", max_groups),
-                        ("n_per_type", n_per_type)):
+    for name, value in (
+        ("n_lowest", n_lowest),
+        ("n_highest", n_highest),
+        ("max_groups", max_groups),
+        ("n_per_type", n_per_type),
+    ):
         if int(value) < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     if thumb_size < 8:
@@ -376,10 +419,11 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
         pool_rows = _rows_of(images, id_arr)
         matched = int((pool_rows >= 0).sum())
         if matched == 0:
-            raise ValueError(f"the images hold none of the {n} pool ids (e.g. pool id {id_arr[0]!r}, image id "
-                             f"{next(iter(images.ids.tolist()), None)!r}); images are matched to embeddings by id")
-    ref_source = reference_images if reference_images is not None else (images if reference_ids is not None
-                                                                        else None)
+            raise ValueError(
+                f"the images hold none of the {n} pool ids (e.g. pool id {id_arr[0]!r}, image id "
+                f"{next(iter(images.ids.tolist()), None)!r}); images are matched to embeddings by id"
+            )
+    ref_source = reference_images if reference_images is not None else (images if reference_ids is not None else None)
     ref_rows = np.full(m, -1, dtype=np.int64)
     if ref_source is not None:
         if reference_ids is not None:
@@ -389,11 +433,14 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
             ref_rows = _rows_of(ref_source, ref_id_arr)
             if reference_images is not None and (ref_rows < 0).any():
                 missing = ref_id_arr[ref_rows < 0][:3].tolist()
-                raise ValueError(f"reference_images has no image for {(ref_rows < 0).sum()} reference id(s), "
-                                 f"e.g. {missing}")
+                raise ValueError(
+                    f"reference_images has no image for {(ref_rows < 0).sum()} reference id(s), e.g. {missing}"
+                )
         elif len(ref_source) != m:
-            raise ValueError(f"reference_images holds {len(ref_source)} images for {m} reference embeddings; "
-                             "give them in reference row order, or pass reference_ids to match them by id")
+            raise ValueError(
+                f"reference_images holds {len(ref_source)} images for {m} reference embeddings; "
+                "give them in reference row order, or pass reference_ids to match them by id"
+            )
         else:
             ref_rows = np.arange(m, dtype=np.int64)
     name_of = _class_namer(class_names)
@@ -405,8 +452,18 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
         from kairos_curate.engine.valuation import value_with_engine
 
         value_fn = partial(value_with_engine, engine=engine, method=method, n_landmarks=n_landmarks)
-    res = value_fn(pool, ref, bandwidth, pool_labels=labels, reference_labels=reference_labels,
-                   label_mode=label_mode, lam=lam, device=device, seed=seed, progress=progress)
+    res = value_fn(
+        pool,
+        ref,
+        bandwidth,
+        pool_labels=labels,
+        reference_labels=reference_labels,
+        label_mode=label_mode,
+        lam=lam,
+        device=device,
+        seed=seed,
+        progress=progress,
+    )
     table = res.to_frame(id_arr)
     order = res.ranking(id_arr)  # best first
     rank = table["rank"].to_numpy()
@@ -434,8 +491,9 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     a_blind = b_blind - res.feature_term
     off_stat = iss.off_task_statistic(b_blind, a_blind, n)
     if m >= 2:
-        ref_stat = iss.off_task_statistic(terms.reference_class_sums[0].sum(1) / (m - 1),
-                                          terms.reference_pool_mean[0], 0)
+        ref_stat = iss.off_task_statistic(
+            terms.reference_class_sums[0].sum(1) / (m - 1), terms.reference_pool_mean[0], 0
+        )
         off_p = iss.conformal_p(off_stat, ref_stat, "low")
         off_thr = threshold(1, m)
     else:
@@ -455,8 +513,9 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
         lab_p = iss.conformal_p(own, post_ref[np.arange(m), ref_codes], "low")
         lab_score = 1.0 - own
         best = post.argmax(1)
-        suggested = np.asarray([classes[c].item() if hasattr(classes[c], "item") else classes[c] for c in best],
-                               dtype=object)
+        suggested = np.asarray(
+            [classes[c].item() if hasattr(classes[c], "item") else classes[c] for c in best], dtype=object
+        )
         suggested_conf = post[np.arange(n), best]
         lab_thr = threshold(1, m)
         disagree = best != codes
@@ -474,20 +533,23 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     cor_rules: dict[str, str] = {}
     if ref_scan is not None and ref_scan.failed:
         bad = {str(ref_rows[k]): v for k, v in list(ref_scan.failed.items())[:3]}
-        raise ValueError(f"{len(ref_scan.failed)} reference image(s) cannot be decoded (e.g. {bad}); the clean "
-                         "reference must be readable")
+        raise ValueError(
+            f"{len(ref_scan.failed)} reference image(s) cannot be decoded (e.g. {bad}); the clean "
+            "reference must be readable"
+        )
     if cor_checked:
         assert pool_scan is not None and ref_scan is not None
         checks = list(iss.PIXEL_CHECKS.items())
         ps, zs = [], []
         ref_ok = ref_rows >= 0
         for check, (col, tail) in checks:
-            ps.append(iss.conformal_p(pool_scan.stats[col], ref_scan.stats[col][ref_ok], tail,
-                                      tail_fit=PIXEL_TAIL_FIT))
+            ps.append(iss.conformal_p(pool_scan.stats[col], ref_scan.stats[col][ref_ok], tail, tail_fit=PIXEL_TAIL_FIT))
             zs.append(iss.robust_excess(pool_scan.stats[col], ref_scan.stats[col][ref_ok], tail))
             r = ref_scan.stats[col][ref_ok]
-            cor_rules[check] = (f"{col} {'above' if tail == 'high' else 'below'} the reference's "
-                                f"{'max' if tail == 'high' else 'min'} {float(r.max() if tail == 'high' else r.min()):.3g}")
+            cor_rules[check] = (
+                f"{col} {'above' if tail == 'high' else 'below'} the reference's "
+                f"{'max' if tail == 'high' else 'min'} {float(r.max() if tail == 'high' else r.min()):.3g}"
+            )
         p_all, z_all = np.stack(ps), np.stack(zs)
         worst = np.lexsort((-z_all, p_all), axis=0)[0]  # the most extreme check of each sample
         cor_thr = alpha / len(checks)  # tail-fitted p-values resolve below 1 / (M + 1)
@@ -519,12 +581,16 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     elif pool_scan is not None and ref_scan is not None and int((ref_rows >= 0).sum()) >= 2:
         dup_view = pool_scan.tiny
         dup_thr = iss.distinct_similarity_bound(dup_view, ref_scan.tiny[ref_rows >= 0])
-        dup_rule = (f"16x16 grey thumbnails more similar (cosine > {dup_thr:.4f}) than distinct images are "
-                    "(two reference images, or a pool and a reference image)")
+        dup_rule = (
+            f"16x16 grey thumbnails more similar (cosine > {dup_thr:.4f}) than distinct images are "
+            "(two reference images, or a pool and a reference image)"
+        )
     elif m >= 2:
         dup_view, dup_thr = unit, iss.distinct_similarity_bound(unit, ref_unit)
-        dup_rule = (f"embeddings more similar (cosine > {dup_thr:.4f}) than distinct samples are (two reference "
-                    "samples, or a pool and a reference sample)")
+        dup_rule = (
+            f"embeddings more similar (cosine > {dup_thr:.4f}) than distinct samples are (two reference "
+            "samples, or a pool and a reference sample)"
+        )
     else:
         dup_view, dup_thr, dup_rule = unit, 0.98, "embedding cosine > 0.98 (too small a reference to calibrate)"
     pi, pj, _, nearest = iss.similar_pairs([dup_view], [dup_thr], progress=progress)
@@ -534,8 +600,9 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     members_of: dict[int, list[int]] = {}
     for i in np.unique(np.concatenate([pi, pj])).tolist():
         members_of.setdefault(uf.find(i), []).append(i)
-    groups_idx = [np.asarray(sorted(g, key=lambda k: (rank[k], k)), dtype=np.int64)
-                  for g in members_of.values() if len(g) > 1]
+    groups_idx = [
+        np.asarray(sorted(g, key=lambda k: (rank[k], k)), dtype=np.int64) for g in members_of.values() if len(g) > 1
+    ]
     groups_idx.sort(key=lambda g: (-g.size, int(rank[g[0]])))
     dup_group = np.full(n, -1, dtype=np.int64)
     dup_of = np.full(n, "", dtype=object)
@@ -552,7 +619,7 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
     n_flag = min(n, round(flag_fraction * n) if flag_fraction is not None else int(n_lowest))
     low = np.zeros(n, dtype=bool)
     if n_flag:
-        low[order[n - n_flag:]] = True
+        low[order[n - n_flag :]] = True
 
     label_values = np.asarray(labels, dtype=object) if labels is not None else np.full(n, None, dtype=object)
     reasons: list[list[str]] = [[] for _ in range(n)]
@@ -601,47 +668,104 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
             table[col] = values
 
     out = Path(out_dir)
-    columns = ["id", *(["label", "class_name"] if labels is not None else []), "value", "rank", "issues",
-               "off_task_score", "off_task_p", "is_off_task", "corrupted_score", "corrupted_p", "is_corrupted",
-               "corruption", "mislabelled_score", "mislabelled_p", "is_mislabelled", "suggested_label",
-               "suggested_class_name", "suggested_confidence", "near_duplicate_score", "is_near_duplicate",
-               "duplicate_group", "duplicate_keep", "flag", "keep"]
+    columns = [
+        "id",
+        *(["label", "class_name"] if labels is not None else []),
+        "value",
+        "rank",
+        "issues",
+        "off_task_score",
+        "off_task_p",
+        "is_off_task",
+        "corrupted_score",
+        "corrupted_p",
+        "is_corrupted",
+        "corruption",
+        "mislabelled_score",
+        "mislabelled_p",
+        "is_mislabelled",
+        "suggested_label",
+        "suggested_class_name",
+        "suggested_confidence",
+        "near_duplicate_score",
+        "is_near_duplicate",
+        "duplicate_group",
+        "duplicate_keep",
+        "flag",
+        "keep",
+    ]
     flags = table.reset_index()[columns].sort_values("rank")
     flags_path = out / "flags.csv"
     with atomic_path(flags_path) as tmp:
         flags.to_csv(tmp, index=False)
 
     summary_rows = [
-        {"issue_type": "corrupted", "label": ISSUE_LABELS["corrupted"], "checked": bool(cor_checked),
-         "flagged": int(is_cor.sum()),
-         "rule": (f"one of {len(iss.PIXEL_CHECKS)} pixel checks ({', '.join(iss.PIXEL_CHECKS)}) with a p-value "
-                  f"below {cor_thr:.2%} against the {int((ref_rows >= 0).sum())} reference images (exponential tail "
-                  f"beyond their most extreme {PIXEL_TAIL_FIT:.0%}; about {min(1.0, len(iss.PIXEL_CHECKS) * cor_thr):.1%}"
-                  " of clean images overall), or an image that does not decode" if cor_checked else
-                  "not checked: needs the pool's and the reference's images (only undecodable images flagged)")},
-        {"issue_type": "off_task", "label": ISSUE_LABELS["off_task"], "checked": m >= 2, "flagged": int(is_off.sum()),
-         "rule": (f"reference-to-pool density ratio log(b/a) below all but {off_thr:.2%} of the reference's own "
-                  "(leave-one-out), and not corrupted")},
-        {"issue_type": "mislabelled", "label": ISSUE_LABELS["mislabelled"], "checked": bool(lab_checked),
-         "flagged": int(is_lab.sum()),
-         "rule": (f"the reference's kernel class posterior (sigma {post_sigma:.3g}, chosen by leave-one-out "
-                  f"likelihood) gives the label less than all but {lab_thr:.2%} of reference samples get for "
-                  "theirs, another class is more likely; not corrupted or off-task" if lab_checked else
-                  "not checked: needs pool labels and reference labels of at least two classes")},
-        {"issue_type": "near_duplicate", "label": ISSUE_LABELS["near_duplicate"], "checked": True,
-         "flagged": int(is_dup.sum()),
-         "rule": f"{dup_rule}; {len(groups)} groups, the best-valued copy of each is kept"},
+        {
+            "issue_type": "corrupted",
+            "label": ISSUE_LABELS["corrupted"],
+            "checked": bool(cor_checked),
+            "flagged": int(is_cor.sum()),
+            "rule": (
+                f"one of {len(iss.PIXEL_CHECKS)} pixel checks ({', '.join(iss.PIXEL_CHECKS)}) with a p-value "
+                f"below {cor_thr:.2%} against the {int((ref_rows >= 0).sum())} reference images (exponential tail "
+                f"beyond their most extreme {PIXEL_TAIL_FIT:.0%}; about {min(1.0, len(iss.PIXEL_CHECKS) * cor_thr):.1%}"
+                " of clean images overall), or an image that does not decode"
+                if cor_checked
+                else "not checked: needs the pool's and the reference's images (only undecodable images flagged)"
+            ),
+        },
+        {
+            "issue_type": "off_task",
+            "label": ISSUE_LABELS["off_task"],
+            "checked": m >= 2,
+            "flagged": int(is_off.sum()),
+            "rule": (
+                f"reference-to-pool density ratio log(b/a) below all but {off_thr:.2%} of the reference's own "
+                "(leave-one-out), and not corrupted"
+            ),
+        },
+        {
+            "issue_type": "mislabelled",
+            "label": ISSUE_LABELS["mislabelled"],
+            "checked": bool(lab_checked),
+            "flagged": int(is_lab.sum()),
+            "rule": (
+                f"the reference's kernel class posterior (sigma {post_sigma:.3g}, chosen by leave-one-out "
+                f"likelihood) gives the label less than all but {lab_thr:.2%} of reference samples get for "
+                "theirs, another class is more likely; not corrupted or off-task"
+                if lab_checked
+                else "not checked: needs pool labels and reference labels of at least two classes"
+            ),
+        },
+        {
+            "issue_type": "near_duplicate",
+            "label": ISSUE_LABELS["near_duplicate"],
+            "checked": True,
+            "flagged": int(is_dup.sum()),
+            "rule": f"{dup_rule}; {len(groups)} groups, the best-valued copy of each is kept",
+        },
     ]
     issue_summary = pd.DataFrame(summary_rows)
     info: dict[str, Any] = {
-        "pool": n, "reference": m, "dim": int(pool.shape[1]),
-        "label_mode": label_mode or "none (feature value b - a)", "bandwidth": res.bandwidth,
-        "posterior_bandwidth": post_sigma, "posterior_loo_loglik": post_scores,
-        "mmd2": res.mmd2, "alpha": alpha, "low_value": int(n_flag), "flag_rule": (
-            f"lowest {flag_fraction:.1%} of values" if flag_fraction is not None else f"the {n_flag} lowest values"),
-        "dup_threshold": dup_thr, "dup_rule": dup_rule, "dup_groups": len(groups),
+        "pool": n,
+        "reference": m,
+        "dim": int(pool.shape[1]),
+        "label_mode": label_mode or "none (feature value b - a)",
+        "bandwidth": res.bandwidth,
+        "posterior_bandwidth": post_sigma,
+        "posterior_loo_loglik": post_scores,
+        "mmd2": res.mmd2,
+        "alpha": alpha,
+        "low_value": int(n_flag),
+        "flag_rule": (
+            f"lowest {flag_fraction:.1%} of values" if flag_fraction is not None else f"the {n_flag} lowest values"
+        ),
+        "dup_threshold": dup_thr,
+        "dup_rule": dup_rule,
+        "dup_groups": len(groups),
         "max_similarity": float(np.nanmax(table["near_duplicate_score"])) if n > 1 else float("nan"),
-        "dup_flagged": int(is_dup.sum()), "kept": int(table["keep"].sum()),
+        "dup_flagged": int(is_dup.sum()),
+        "kept": int(table["keep"].sum()),
         "images": "none" if images is None else f"{matched} of {n} pool ids have an image",
         "reference_images": int((ref_rows >= 0).sum()),
         "unreadable": {str(id_arr[i]): r for i, r in (pool_scan.failed.items() if pool_scan is not None else [])},
@@ -649,9 +773,32 @@ def audit(pool_embeddings: np.ndarray, reference_embeddings: np.ndarray, images:
         "issues": {str(t): int(c) for t, c in zip(issue_summary["issue_type"], issue_summary["flagged"], strict=True)},
     }
     html_path = out / "audit.html"
-    render_audit_html(html_path, table, order, groups_idx=groups_idx, id_arr=id_arr, images=images,
-                      image_rows=pool_rows, issue_summary=issue_summary, n_per_type=int(n_per_type),
-                      n_lowest=int(n_lowest), n_highest=int(n_highest), max_groups=int(max_groups),
-                      thumb_size=int(thumb_size), info=info, title=title, embeddings=pool, progress=progress)
-    return AuditResult(table=table, groups=groups, html_path=html_path, flags_path=flags_path,
-                       bandwidth=res.bandwidth, label_mode=label_mode, info=info, issue_summary=issue_summary)
+    render_audit_html(
+        html_path,
+        table,
+        order,
+        groups_idx=groups_idx,
+        id_arr=id_arr,
+        images=images,
+        image_rows=pool_rows,
+        issue_summary=issue_summary,
+        n_per_type=int(n_per_type),
+        n_lowest=int(n_lowest),
+        n_highest=int(n_highest),
+        max_groups=int(max_groups),
+        thumb_size=int(thumb_size),
+        info=info,
+        title=title,
+        embeddings=pool,
+        progress=progress,
+    )
+    return AuditResult(
+        table=table,
+        groups=groups,
+        html_path=html_path,
+        flags_path=flags_path,
+        bandwidth=res.bandwidth,
+        label_mode=label_mode,
+        info=info,
+        issue_summary=issue_summary,
+    )

@@ -24,8 +24,10 @@ TRUTH_OF = {
     "corrupted": "corruption != 'none'",
     "off_task": "off_task",
     "mislabelled": "label_flipped",
-    "near_duplicate": ("duplicate_of not empty, or the source of such a copy (scored as group membership: "
-                       "duplicate_group >= 0); else a near_duplicate column"),
+    "near_duplicate": (
+        "duplicate_of not empty, or the source of such a copy (scored as group membership: "
+        "duplicate_group >= 0); else a near_duplicate column"
+    ),
     "any": "noisy (or any of the above)",
 }
 
@@ -40,8 +42,9 @@ def _bool(series: pd.Series) -> np.ndarray:
 def truth_masks(truth: pd.DataFrame) -> dict[str, np.ndarray | None]:
     """Boolean ground truth per issue type (``None`` where the table has no such column)."""
     masks: dict[str, np.ndarray | None] = {}
-    masks["corrupted"] = ((truth["corruption"].fillna("none").astype(str) != "none").to_numpy()
-                          if "corruption" in truth.columns else None)
+    masks["corrupted"] = (
+        (truth["corruption"].fillna("none").astype(str) != "none").to_numpy() if "corruption" in truth.columns else None
+    )
     masks["off_task"] = _bool(truth["off_task"]) if "off_task" in truth.columns else None
     masks["mislabelled"] = _bool(truth["label_flipped"]) if "label_flipped" in truth.columns else None
     if "duplicate_of" in truth.columns:
@@ -112,8 +115,10 @@ def score_audit(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     t = truth.assign(id=truth["id"].astype(str)).drop_duplicates("id").set_index("id")
     missing = ids[~ids.isin(t.index)]
     if len(missing):
-        raise ValueError(f"{len(missing)} audited id(s) are not in the truth table, e.g. {missing.head(3).tolist()}; "
-                         "score the audit against the truth of the same pool")
+        raise ValueError(
+            f"{len(missing)} audited id(s) are not in the truth table, e.g. {missing.head(3).tolist()}; "
+            "score the audit against the truth of the same pool"
+        )
     t = t.loc[ids.to_numpy()].reset_index()
     masks = truth_masks(t)
     rows: list[dict[str, Any]] = []
@@ -128,8 +133,12 @@ def score_audit(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
             flagged = pd.to_numeric(table["duplicate_group"], errors="coerce").fillna(-1).to_numpy() >= 0
         any_flag |= flagged
         rows.append(_row(issue, flagged, masks[issue], table.get(f"{issue}_score")))
-        if issue == "mislabelled" and masks[issue] is not None and "true_label" in t.columns \
-                and "suggested_label" in table.columns:
+        if (
+            issue == "mislabelled"
+            and masks[issue] is not None
+            and "true_label" in t.columns
+            and "suggested_label" in table.columns
+        ):
             hit = flagged & masks[issue]
             sugg = table["suggested_label"].astype(str).to_numpy()
             true = t["true_label"].astype(str).to_numpy()
@@ -143,16 +152,23 @@ def score_audit(flags: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
 def _row(issue: str, flagged: np.ndarray, truth: np.ndarray | None, score: Any) -> dict[str, Any]:
     n_flagged = int(flagged.sum())
-    row: dict[str, Any] = {"issue_type": issue, "truth": TRUTH_OF[issue], "n_samples": int(flagged.size),
-                           "n_flagged": n_flagged}
+    row: dict[str, Any] = {
+        "issue_type": issue,
+        "truth": TRUTH_OF[issue],
+        "n_samples": int(flagged.size),
+        "n_flagged": n_flagged,
+    }
     if truth is None:
         row.update(n_true=np.nan, true_positives=np.nan, precision=np.nan, recall=np.nan, auroc=np.nan)
         row["truth"] = f"not in the truth table ({TRUTH_OF[issue]})"
         return row
     tp = int((flagged & truth).sum())
     n_true = int(truth.sum())
-    row.update(n_true=n_true, true_positives=tp,
-               precision=tp / n_flagged if n_flagged else float("nan"),
-               recall=tp / n_true if n_true else float("nan"),
-               auroc=_auroc(truth, np.asarray(score, dtype=np.float64)) if score is not None else float("nan"))
+    row.update(
+        n_true=n_true,
+        true_positives=tp,
+        precision=tp / n_flagged if n_flagged else float("nan"),
+        recall=tp / n_true if n_true else float("nan"),
+        auroc=_auroc(truth, np.asarray(score, dtype=np.float64)) if score is not None else float("nan"),
+    )
     return row

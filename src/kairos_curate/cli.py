@@ -103,14 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         how = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C (SIGINT)"
         note = getattr(args, "interrupt_note", None)
-        print(f"{prog}: interrupted by {how}" + (f"; {note()}" if callable(note) else ""),
-              file=sys.stderr)
+        print(f"{prog}: interrupted by {how}" + (f"; {note()}" if callable(note) else ""), file=sys.stderr)
         return EXIT_SIGTERM if isinstance(err, Terminated) else EXIT_SIGINT
     except Exception as err:
         if os.environ.get("KAIROS_CURATE_DEBUG"):
             raise
-        print(f"{prog}: internal error: {type(err).__name__}: {err} (this is a bug; rerun with "
-              "KAIROS_CURATE_DEBUG=1 to see the traceback and report it)", file=sys.stderr)
+        print(
+            f"{prog}: internal error: {type(err).__name__}: {err} (this is a bug; rerun with "
+            "KAIROS_CURATE_DEBUG=1 to see the traceback and report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

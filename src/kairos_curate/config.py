@@ -142,8 +142,10 @@ def validate_params(model: type[T], data: Mapping[str, Any] | None, where: str) 
             key = ".".join(part for part in [where, *(str(p) for p in problem["loc"])] if part)
             found = problem.get("input")
             if problem["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-                lines.append(f"{key}: unknown key (a typo?); known keys here: "
-                             f"{', '.join(_field_names(model, problem['loc'][:-1]))}")
+                lines.append(
+                    f"{key}: unknown key (a typo?); known keys here: "
+                    f"{', '.join(_field_names(model, problem['loc'][:-1]))}"
+                )
             elif isinstance(found, Mapping) or problem["type"] == "value_error":
                 error = problem.get("ctx", {}).get("error")
                 if isinstance(error, ParamsError):  # a nested model's own problems, keys relative

@@ -225,9 +225,11 @@ def _verify(rows: pd.DataFrame, name: str, progress: bool) -> tuple[pd.DataFrame
 def _read_folder(root: Path, name: str) -> tuple[pd.DataFrame, list[str], int]:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise CurateError(f"--{name} folder {root} has no class sub-folders; an ImageFolder tree holds one "
-                          f"sub-folder per class ({root}/<class>/<image>), or pass a manifest (CSV/Parquet with "
-                          "columns path,label)")
+        raise CurateError(
+            f"--{name} folder {root} has no class sub-folders; an ImageFolder tree holds one "
+            f"sub-folder per class ({root}/<class>/<image>), or pass a manifest (CSV/Parquet with "
+            "columns path,label)"
+        )
     rows: list[tuple[str, str, str]] = []
     ignored = 0
     for cls in classes:
@@ -255,31 +257,38 @@ def _read_manifest(path: Path, name: str) -> pd.DataFrame:
         raise CurateError(f"--{name} manifest {path} cannot be read: {err}") from err
     missing = [c for c in ("path", "label") if c not in table.columns]
     if missing:
-        raise CurateError(f"--{name} manifest {path} lacks column(s) {missing}; found {list(table.columns)}. A "
-                          "manifest needs 'path' (absolute, or relative to the manifest's folder) and 'label', "
-                          "optionally 'id'")
+        raise CurateError(
+            f"--{name} manifest {path} lacks column(s) {missing}; found {list(table.columns)}. A "
+            "manifest needs 'path' (absolute, or relative to the manifest's folder) and 'label', "
+            "optionally 'id'"
+        )
     table = table.copy()
     table["label"] = table["label"].astype(str).str.strip()
     empty = table.index[(table["label"] == "") | table["label"].isin(["nan", "None"])].tolist()
     if empty:
-        raise CurateError(f"--{name} manifest {path}: {len(empty)} row(s) without a label, e.g. rows "
-                          f"{[i + 2 for i in empty[:5]]} (line numbers); give every image its class")
+        raise CurateError(
+            f"--{name} manifest {path}: {len(empty)} row(s) without a label, e.g. rows "
+            f"{[i + 2 for i in empty[:5]]} (line numbers); give every image its class"
+        )
     base = path.resolve().parent
-    table["path"] = [str((base / p).resolve()) if not Path(p).is_absolute() else str(Path(p))
-                     for p in table["path"].astype(str)]
+    table["path"] = [
+        str((base / p).resolve()) if not Path(p).is_absolute() else str(Path(p)) for p in table["path"].astype(str)
+    ]
     if "id" in table.columns:
         table["id"] = table["id"].astype(str)
     else:
-        table["id"] = [Path(p).relative_to(base).as_posix() if Path(p).is_relative_to(base) else p
-                       for p in table["path"]]
+        table["id"] = [
+            Path(p).relative_to(base).as_posix() if Path(p).is_relative_to(base) else p for p in table["path"]
+        ]
     dups = table.loc[table["id"].duplicated(), "id"].head(3).tolist()
     if dups:
         raise CurateError(f"--{name} manifest {path}: ids are not unique, e.g. {dups}; give each row its own id")
     return table[["id", "path", "label"]].reset_index(drop=True)
 
 
-def read_image_set(spec: str | os.PathLike[str], name: str = "pool", *, verify: bool = True,
-                   progress: bool = False) -> ImageSet:
+def read_image_set(
+    spec: str | os.PathLike[str], name: str = "pool", *, verify: bool = True, progress: bool = False
+) -> ImageSet:
     """Read an ImageFolder tree or a manifest; decode every image once (``verify``).
 
     Parameters
@@ -304,8 +313,10 @@ def read_image_set(spec: str | os.PathLike[str], name: str = "pool", *, verify: 
     """
     path = Path(spec).expanduser()
     if not path.exists():
-        raise CurateError(f"--{name} {path} does not exist; give an ImageFolder tree (one sub-folder per class) "
-                          "or a manifest (.csv/.parquet with path,label)")
+        raise CurateError(
+            f"--{name} {path} does not exist; give an ImageFolder tree (one sub-folder per class) "
+            "or a manifest (.csv/.parquet with path,label)"
+        )
     ignored = 0
     if path.is_dir():
         kind = "folder"
@@ -323,12 +334,22 @@ def read_image_set(spec: str | os.PathLike[str], name: str = "pool", *, verify: 
         table = rows[exists].reset_index(drop=True)
         unreadable = rows[~exists].assign(reason="missing file").reset_index(drop=True)
     if table.empty:
-        raise CurateError(f"--{name} {path} holds no readable image ({len(unreadable)} unreadable, {ignored} "
-                          f"files without an image ending {IMG_EXTENSIONS})")
+        raise CurateError(
+            f"--{name} {path} holds no readable image ({len(unreadable)} unreadable, {ignored} "
+            f"files without an image ending {IMG_EXTENSIONS})"
+        )
     present = set(table["label"])
     empty = [c for c in classes if c not in present]
-    return ImageSet(name=name, spec=path, kind=kind, table=table, unreadable=unreadable, classes=classes,
-                    empty_classes=empty, ignored_files=ignored)
+    return ImageSet(
+        name=name,
+        spec=path,
+        kind=kind,
+        table=table,
+        unreadable=unreadable,
+        classes=classes,
+        empty_classes=empty,
+        ignored_files=ignored,
+    )
 
 
 def parse_budget(budget: int | float | str, n_pool: int) -> int:
@@ -345,8 +366,9 @@ def parse_budget(budget: int | float | str, n_pool: int) -> int:
             value = float(text)
             is_fraction = "." in text or "e" in text.lower()
     except ValueError:
-        raise CurateError(f"--budget {budget!r}: give a count (500), a fraction of the pool (0.3) or a "
-                          "percentage (30%)") from None
+        raise CurateError(
+            f"--budget {budget!r}: give a count (500), a fraction of the pool (0.3) or a percentage (30%)"
+        ) from None
     if is_fraction:
         if not 0.0 < value <= 1.0:
             raise CurateError(f"--budget {budget!r}: a fraction must be in (0, 1]")
@@ -354,8 +376,10 @@ def parse_budget(budget: int | float | str, n_pool: int) -> int:
     if value != int(value) or value < 1:
         raise CurateError(f"--budget {budget!r}: a count must be a whole number >= 1")
     if int(value) > n_pool:
-        raise CurateError(f"--budget {int(value)} exceeds the {n_pool} readable pool images; give at most "
-                          f"{n_pool}, or a fraction such as 0.3")
+        raise CurateError(
+            f"--budget {int(value)} exceeds the {n_pool} readable pool images; give at most "
+            f"{n_pool}, or a fraction such as 0.3"
+        )
     return int(value)
 
 
@@ -378,12 +402,15 @@ def _check_output(path: Path, what: str, inputs: Sequence[ImageSet], force: bool
             raise CurateError(f"{what} {path} is the --{image_set.name} manifest; choose another folder")
         for folder in image_set.image_dirs():
             if _is_within(path, folder):
-                raise CurateError(f"{what} {path} is inside the --{image_set.name} images ({folder}); the input "
-                                  "is never written to: choose a folder outside it")
+                raise CurateError(
+                    f"{what} {path} is inside the --{image_set.name} images ({folder}); the input "
+                    "is never written to: choose a folder outside it"
+                )
     for image_set in inputs:
         if _is_within(image_set.spec, path):
-            raise CurateError(f"{what} {path} contains the --{image_set.name} input {image_set.spec}; "
-                              "choose a folder outside it")
+            raise CurateError(
+                f"{what} {path} contains the --{image_set.name} input {image_set.spec}; choose a folder outside it"
+            )
     if not path.exists():
         return
     if not path.is_dir():
@@ -391,11 +418,15 @@ def _check_output(path: Path, what: str, inputs: Sequence[ImageSet], force: bool
     if not any(path.iterdir()):
         return
     if not force:
-        raise CurateError(f"{what} {path} already exists and is not empty; choose a new folder, or pass --force "
-                          "to replace a previous kairos-curate output there")
+        raise CurateError(
+            f"{what} {path} already exists and is not empty; choose a new folder, or pass --force "
+            "to replace a previous kairos-curate output there"
+        )
     if not (path / MARKER).exists():
-        raise CurateError(f"{what} {path} is not empty and was not written by kairos-curate (no {MARKER} file); "
-                          "--force only replaces kairos-curate's own outputs: choose a new folder")
+        raise CurateError(
+            f"{what} {path} is not empty and was not written by kairos-curate (no {MARKER} file); "
+            "--force only replaces kairos-curate's own outputs: choose a new folder"
+        )
 
 
 def _clear_output(path: Path) -> None:
@@ -414,8 +445,9 @@ def _link_tree(selected: pd.DataFrame, link_dir: Path, mode: str, progress: bool
     link_dir.mkdir(parents=True, exist_ok=True)
     (link_dir / MARKER).write_text("written by kairos-curate curate --link-dir\n")
     used: set[str] = set()
-    for row in tqdm(selected.itertuples(index=False), total=len(selected), desc="linking", disable=not progress,
-                    unit="file"):
+    for row in tqdm(
+        selected.itertuples(index=False), total=len(selected), desc="linking", disable=not progress, unit="file"
+    ):
         src = Path(row.path)
         cls = _safe_name(str(row.label))
         stem = _safe_name(str(row.id).replace("/", "__"))
@@ -446,8 +478,9 @@ def _default_cache_dir() -> Path:
 # -------------------------------------------------------------------------------------------- curate
 
 
-def _reasons(values: pd.DataFrame, selection: Selection, labels: np.ndarray, k: int,
-             issues: pd.Series | None) -> tuple[list[str], np.ndarray]:
+def _reasons(
+    values: pd.DataFrame, selection: Selection, labels: np.ndarray, k: int, issues: pd.Series | None
+) -> tuple[list[str], np.ndarray]:
     """Why each readable pool sample was kept or dropped, and its selection order (0 = not kept)."""
     n = len(values)
     chosen = selection.indices
@@ -483,14 +516,31 @@ def _reasons(values: pd.DataFrame, selection: Selection, labels: np.ndarray, k: 
     return reasons, order
 
 
-def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-           budget: int | float | str, link_dir: str | os.PathLike[str] | None = None, link_mode: str = "symlink",
-           selection: Mapping[str, Any] | None = None, encoder: str = "efficientnet-lite0",
-           weights: str | os.PathLike[str] | None = None, image_size: int | None = None, device: str = "auto",
-           batch_size: int = 64, cache_dir: str | os.PathLike[str] | None = None,
-           label_mode: str = "class_conditional", bandwidth: float | str = "median", run_audit: bool = True,
-           alpha: float = 0.01, force: bool = False, dry_run: bool = False, seed: int = 0,
-           progress: bool | None = None, log: Any = None) -> CurateResult:
+def curate(
+    pool: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    budget: int | float | str,
+    link_dir: str | os.PathLike[str] | None = None,
+    link_mode: str = "symlink",
+    selection: Mapping[str, Any] | None = None,
+    encoder: str = "efficientnet-lite0",
+    weights: str | os.PathLike[str] | None = None,
+    image_size: int | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike[str] | None = None,
+    label_mode: str = "class_conditional",
+    bandwidth: float | str = "median",
+    run_audit: bool = True,
+    alpha: float = 0.01,
+    force: bool = False,
+    dry_run: bool = False,
+    seed: int = 0,
+    progress: bool | None = None,
+    log: Any = None,
+) -> CurateResult:
     """From a pool and a reference of image files to a curated training set (see the module docs).
 
     Parameters
@@ -562,23 +612,29 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
         if len(image_set.unreadable):
             lines = [f"  {r.path}: {r.reason}" for r in image_set.unreadable.head(20).itertuples()]
             more = f"\n  ... and {len(image_set.unreadable) - 20} more" if len(image_set.unreadable) > 20 else ""
-            note = (f"{len(image_set.unreadable)} unreadable {image_set.name} image(s) left out:\n"
-                    + "\n".join(lines) + more)
+            note = (
+                f"{len(image_set.unreadable)} unreadable {image_set.name} image(s) left out:\n"
+                + "\n".join(lines)
+                + more
+            )
             notes.append(note)
             say(note)
         if image_set.empty_classes:
-            note = (f"{image_set.name} class(es) without a readable image: {image_set.empty_classes} "
-                    f"(in {image_set.spec})")
+            note = (
+                f"{image_set.name} class(es) without a readable image: {image_set.empty_classes} (in {image_set.spec})"
+            )
             notes.append(note)
             say(note)
     ref_classes = {c for c, n in ref_set.class_counts().items() if n > 0}
     missing = sorted({c for c, n in pool_set.class_counts().items() if n > 0} - ref_classes)
     if missing:
         counts = pool_set.class_counts()
-        raise CurateError(f"pool class(es) missing from the reference: {', '.join(repr(c) for c in missing)} "
-                          f"({', '.join(str(counts[c]) for c in missing)} pool image(s)); KAIROS values every "
-                          f"sample against its class's reference images: add reference images of these classes "
-                          f"to {ref_set.spec}, or take them out of the pool")
+        raise CurateError(
+            f"pool class(es) missing from the reference: {', '.join(repr(c) for c in missing)} "
+            f"({', '.join(str(counts[c]) for c in missing)} pool image(s)); KAIROS values every "
+            f"sample against its class's reference images: add reference images of these classes "
+            f"to {ref_set.spec}, or take them out of the pool"
+        )
     unused = sorted(ref_classes - set(pool_set.table["label"]))
     if unused:
         notes.append(f"reference class(es) with no pool image: {unused}")
@@ -611,8 +667,18 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
         say("dry run: nothing is written. Plan:")
         for step in plan:
             say(f"  - {step}")
-        return CurateResult(curated=pd.DataFrame(), values=pd.DataFrame(), pool=pool_set, reference=ref_set, k=k,
-                            policy=chosen_policy, plan=plan, timings=timings, warnings=notes, dry_run=True)
+        return CurateResult(
+            curated=pd.DataFrame(),
+            values=pd.DataFrame(),
+            pool=pool_set,
+            reference=ref_set,
+            k=k,
+            policy=chosen_policy,
+            plan=plan,
+            timings=timings,
+            warnings=notes,
+            dry_run=True,
+        )
 
     from kairos_curate.embedding import embed_source, load_encoder
     from kairos_curate.selection import select
@@ -621,46 +687,75 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
     t = time.perf_counter()
     enc = load_encoder(encoder, weights=weights, image_size=image_size, device=device)
     pool_src, ref_src = pool_set.source(), ref_set.source()
-    say(f"embedding {len(pool_src)} pool and {len(ref_src)} reference images with {enc.name} "
-        f"({enc.preprocess.image_size}px, {enc.device}); cache {cache}")
-    pool_ids, x_pool = embed_source(pool_src, enc, batch_size=batch_size, cache_dir=cache, progress=show,
-                                    desc="embed pool")
-    _, x_ref = embed_source(ref_src, enc, batch_size=batch_size, cache_dir=cache, progress=show,
-                            desc="embed reference")
+    say(
+        f"embedding {len(pool_src)} pool and {len(ref_src)} reference images with {enc.name} "
+        f"({enc.preprocess.image_size}px, {enc.device}); cache {cache}"
+    )
+    pool_ids, x_pool = embed_source(
+        pool_src, enc, batch_size=batch_size, cache_dir=cache, progress=show, desc="embed pool"
+    )
+    _, x_ref = embed_source(ref_src, enc, batch_size=batch_size, cache_dir=cache, progress=show, desc="embed reference")
     timings["embed"] = time.perf_counter() - t
 
     t = time.perf_counter()
     y_pool = pool_set.table["label"].to_numpy(dtype=str)
     y_ref = ref_set.table["label"].to_numpy(dtype=str)
     mode = None if label_mode in (None, "none") else label_mode
-    res = kairos_values(x_pool, x_ref, bandwidth, pool_labels=y_pool, reference_labels=y_ref, label_mode=mode,
-                        device=device, seed=seed, progress=show)
+    res = kairos_values(
+        x_pool,
+        x_ref,
+        bandwidth,
+        pool_labels=y_pool,
+        reference_labels=y_ref,
+        label_mode=mode,
+        device=device,
+        seed=seed,
+        progress=show,
+    )
     values = res.to_frame(pool_ids)
     ranked = values  # the values the selection ranks by (its own method's, if it names one)
     sel_res = res
     if spec.method is not None:
         from kairos_curate.valuation import ValuationInputs, value
 
-        sel_res = value(spec.method, ValuationInputs(x_pool, y_pool, x_ref, y_ref, seed, ids=pool_ids,
-                                                     device=device), spec.method_params)
+        sel_res = value(
+            spec.method,
+            ValuationInputs(x_pool, y_pool, x_ref, y_ref, seed, ids=pool_ids, device=device),
+            spec.method_params,
+        )
         ranked = sel_res.to_frame(pool_ids)
         extra = ranked.drop(columns=[c for c in ("label", "rank") if c in ranked.columns])
         values = values.join(extra.add_prefix(f"{spec.method}."))
     timings["value"] = time.perf_counter() - t
-    say(f"valued {len(values)} samples (bandwidth {res.bandwidth:.4g}, label mode {mode}"
-        + (f"; {spec.method} for the selection" if spec.method else "") + f") in {timings['value']:.1f}s")
+    say(
+        f"valued {len(values)} samples (bandwidth {res.bandwidth:.4g}, label mode {mode}"
+        + (f"; {spec.method} for the selection" if spec.method else "")
+        + f") in {timings['value']:.1f}s"
+    )
 
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # recorded in selection.warnings and printed below
-        chosen = select(sel_res, k, policy=spec.policy_instance(), labels=y_pool, ids=pool_ids,
-                        embeddings=x_pool, reference=x_ref, reference_labels=y_ref, device=device, seed=seed)
+        chosen = select(
+            sel_res,
+            k,
+            policy=spec.policy_instance(),
+            labels=y_pool,
+            ids=pool_ids,
+            embeddings=x_pool,
+            reference=x_ref,
+            reference_labels=y_ref,
+            device=device,
+            seed=seed,
+        )
     timings["select"] = time.perf_counter() - t
     for msg in chosen.warnings:
         notes.append(msg)
         say(f"selection: {msg}")
-    say(f"selected {chosen.indices.size} with {spec.policy} in {timings['select']:.1f}s; "
-        f"per class {chosen.class_counts}")
+    say(
+        f"selected {chosen.indices.size} with {spec.policy} in {timings['select']:.1f}s; "
+        f"per class {chosen.class_counts}"
+    )
 
     if force:
         _clear_output(out)
@@ -675,40 +770,80 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
         from kairos_curate.audit import audit
 
         t = time.perf_counter()
-        audit_result = audit(x_pool, x_ref, pool_src, pool_ids, labels=y_pool, reference_labels=y_ref,
-                             out_dir=out / "audit", reference_images=ref_src, alpha=alpha, label_mode=mode,
-                             bandwidth=res.bandwidth, title=f"KAIROS data audit: {pool_set.spec.name}",
-                             device=device, seed=seed, progress=show)
+        audit_result = audit(
+            x_pool,
+            x_ref,
+            pool_src,
+            pool_ids,
+            labels=y_pool,
+            reference_labels=y_ref,
+            out_dir=out / "audit",
+            reference_images=ref_src,
+            alpha=alpha,
+            label_mode=mode,
+            bandwidth=res.bandwidth,
+            title=f"KAIROS data audit: {pool_set.spec.name}",
+            device=device,
+            seed=seed,
+            progress=show,
+        )
         issues = audit_result.table["issues"].reindex(pool_ids)
         timings["audit"] = time.perf_counter() - t
         found = ", ".join(f"{t_} {n}" for t_, n in audit_result.info["issues"].items())
         say(f"audit: {found}; gallery {audit_result.html_path}")
 
     reasons, order = _reasons(ranked, chosen, y_pool, k, issues)
-    curated = pd.DataFrame({
-        "id": pool_ids, "path": pool_set.table["path"].to_numpy(), "label": y_pool,
-        "selected": order > 0, "order": order, "value": ranked["value"].to_numpy(),
-        "rank": ranked["rank"].to_numpy(),
-        "issues": issues.to_numpy() if issues is not None else "", "reason": reasons,
-    })
+    curated = pd.DataFrame(
+        {
+            "id": pool_ids,
+            "path": pool_set.table["path"].to_numpy(),
+            "label": y_pool,
+            "selected": order > 0,
+            "order": order,
+            "value": ranked["value"].to_numpy(),
+            "rank": ranked["rank"].to_numpy(),
+            "issues": issues.to_numpy() if issues is not None else "",
+            "reason": reasons,
+        }
+    )
     if len(pool_set.unreadable):
         bad = pool_set.unreadable
-        curated = pd.concat([curated, pd.DataFrame({
-            "id": bad["id"], "path": bad["path"], "label": bad["label"], "selected": False, "order": 0,
-            "value": np.nan, "rank": 0, "issues": "unreadable",
-            "reason": [f"dropped: unreadable image ({r})" for r in bad["reason"]]})], ignore_index=True)
+        curated = pd.concat(
+            [
+                curated,
+                pd.DataFrame(
+                    {
+                        "id": bad["id"],
+                        "path": bad["path"],
+                        "label": bad["label"],
+                        "selected": False,
+                        "order": 0,
+                        "value": np.nan,
+                        "rank": 0,
+                        "issues": "unreadable",
+                        "reason": [f"dropped: unreadable image ({r})" for r in bad["reason"]],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     curated = curated.assign(_key=np.where(curated["order"] > 0, curated["order"], 10**12 + curated["rank"]))
     curated = curated.sort_values(["_key", "id"]).drop(columns="_key").reset_index(drop=True)
     values_out = values.assign(selected=order > 0, order=order)
 
-    paths: dict[str, Path] = {"out": out, "curated": out / "curated.csv", "values": out / "values.csv",
-                              "summary": out / "summary.json"}
+    paths: dict[str, Path] = {
+        "out": out,
+        "curated": out / "curated.csv",
+        "values": out / "values.csv",
+        "summary": out / "summary.json",
+    }
     with atomic_path(paths["curated"]) as tmp:
         curated.to_csv(tmp, index=False)
     with atomic_path(paths["values"]) as tmp:
         values_out.to_csv(tmp)
-    unreadable = pd.concat([pool_set.unreadable.assign(split="pool"), ref_set.unreadable.assign(split="reference")],
-                           ignore_index=True)
+    unreadable = pd.concat(
+        [pool_set.unreadable.assign(split="pool"), ref_set.unreadable.assign(split="reference")], ignore_index=True
+    )
     if len(unreadable):
         paths["unreadable"] = out / "unreadable.csv"
         with atomic_path(paths["unreadable"]) as tmp:
@@ -723,23 +858,46 @@ def curate(pool: str | os.PathLike[str], reference: str | os.PathLike[str], out_
         paths["link_dir"] = links
         say(f"linked {n_links} files into {links} ({link_mode}); torchvision.datasets.ImageFolder({str(links)!r})")
     summary = {
-        "pool": str(pool_set.spec), "reference": str(ref_set.spec), "n_pool": len(pool_set),
-        "n_reference": len(ref_set), "unreadable": len(unreadable), "k": k, "budget": str(budget),
-        "policy": chosen_policy, "encoder": enc.fingerprint, "label_mode": str(mode), "bandwidth": res.bandwidth,
+        "pool": str(pool_set.spec),
+        "reference": str(ref_set.spec),
+        "n_pool": len(pool_set),
+        "n_reference": len(ref_set),
+        "unreadable": len(unreadable),
+        "k": k,
+        "budget": str(budget),
+        "policy": chosen_policy,
+        "encoder": enc.fingerprint,
+        "label_mode": str(mode),
+        "bandwidth": res.bandwidth,
         "class_counts_selected": {str(c): int(n) for c, n in chosen.class_counts.items()},
         "audit": audit_result.info["issues"] if audit_result is not None else None,
-        "timings_s": timings, "warnings": notes,
+        "timings_s": timings,
+        "warnings": notes,
     }
     write_json(paths["summary"], summary)
-    say(f"wrote {paths['curated']} ({k} selected of {len(curated)} files), {paths['values']}"
-        + (f", {paths['audit']}" if audit_result is not None else ""))
-    return CurateResult(curated=curated, values=values_out, pool=pool_set, reference=ref_set, k=k,
-                        policy=chosen_policy, selection=chosen, audit=audit_result, paths=paths, plan=plan,
-                        timings=timings, warnings=notes)
+    say(
+        f"wrote {paths['curated']} ({k} selected of {len(curated)} files), {paths['values']}"
+        + (f", {paths['audit']}" if audit_result is not None else "")
+    )
+    return CurateResult(
+        curated=curated,
+        values=values_out,
+        pool=pool_set,
+        reference=ref_set,
+        k=k,
+        policy=chosen_policy,
+        selection=chosen,
+        audit=audit_result,
+        paths=paths,
+        plan=plan,
+        timings=timings,
+        warnings=notes,
+    )
 
 
-def curated_source(manifest: str | os.PathLike[str], *, selected_only: bool = True,
-                   classes: Sequence[str] | None = None) -> tuple[FileImageSource, np.ndarray, list[str]]:
+def curated_source(
+    manifest: str | os.PathLike[str], *, selected_only: bool = True, classes: Sequence[str] | None = None
+) -> tuple[FileImageSource, np.ndarray, list[str]]:
     """The images of a ``curated.csv`` as a source with integer labels, ready for training.
 
     Labels are indices into ``classes`` (default: the sorted labels of the whole manifest, the

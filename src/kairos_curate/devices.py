@@ -28,9 +28,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         try:
             dev = torch.device(device)
         except RuntimeError as err:
-            raise ValueError(
-                f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'"
-            ) from err
+            raise ValueError(f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu'")
     return dev

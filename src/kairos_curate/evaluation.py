@@ -7,8 +7,15 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-__all__ = ["classification_metrics", "detection_curve", "detection_metrics", "mean_std", "probe_metrics",
-           "removal_curve", "winner_table"]
+__all__ = [
+    "classification_metrics",
+    "detection_curve",
+    "detection_metrics",
+    "mean_std",
+    "probe_metrics",
+    "removal_curve",
+    "winner_table",
+]
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -54,8 +61,12 @@ def detection_metrics(scores: np.ndarray, is_bad: np.ndarray, ks: dict[str, int]
     n_bad = int(bad.sum())
     if n_bad == 0 or n_bad == bad.size:
         raise ValueError("detection metrics need both bad and clean samples")
-    out = {"auroc": float(roc_auc_score(bad, s)), "average_precision": float(average_precision_score(bad, s)),
-           "n_bad": float(n_bad), "n": float(bad.size)}
+    out = {
+        "auroc": float(roc_auc_score(bad, s)),
+        "average_precision": float(average_precision_score(bad, s)),
+        "n_bad": float(n_bad),
+        "n": float(bad.size),
+    }
     order = np.argsort(-s, kind="stable")
     for name, k in (ks or {"k_bad": n_bad}).items():
         k = int(min(max(k, 1), bad.size))
@@ -83,8 +94,15 @@ def mean_std(values: Any) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def probe_metrics(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                  n_classes: int, *, max_iter: int = 300) -> dict[str, float]:
+def probe_metrics(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    n_classes: int,
+    *,
+    max_iter: int = 300,
+) -> dict[str, float]:
     """Train a cheap probe (multinomial logistic regression) and score it on a clean test set.
 
     Args:
@@ -120,9 +138,18 @@ def probe_metrics(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, 
     return classification_metrics(test_y, proba)
 
 
-def removal_curve(values: np.ndarray, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                  test_y: np.ndarray, fractions: Any, n_classes: int, *, remove: str = "high",
-                  max_iter: int = 300) -> list[dict[str, float]]:
+def removal_curve(
+    values: np.ndarray,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    fractions: Any,
+    n_classes: int,
+    *,
+    remove: str = "high",
+    max_iter: int = 300,
+) -> list[dict[str, float]]:
     """Point removal: drop the highest- (or lowest-) valued fraction, retrain the probe, score it.
 
     Args:
@@ -149,15 +176,23 @@ def removal_curve(values: np.ndarray, train_x: np.ndarray, train_y: np.ndarray, 
         f = float(frac)
         if not 0.0 <= f < 1.0:
             raise ValueError(f"removal fractions must lie in [0, 1); got {f}")
-        keep = np.sort(order[round(f * v.size):])
-        m = probe_metrics(np.asarray(train_x)[keep], np.asarray(train_y)[keep], test_x, test_y, n_classes,
-                          max_iter=max_iter)
+        keep = np.sort(order[round(f * v.size) :])
+        m = probe_metrics(
+            np.asarray(train_x)[keep], np.asarray(train_y)[keep], test_x, test_y, n_classes, max_iter=max_iter
+        )
         out.append({"fraction": f, "n_kept": float(keep.size), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
     return out
 
 
-def winner_table(summary: Any, *, group: str = "setting", metric: str = "auroc_mean", std: str | None = "auroc_std",
-                 contenders: Any = None, family: Any = None) -> Any:
+def winner_table(
+    summary: Any,
+    *,
+    group: str = "setting",
+    metric: str = "auroc_mean",
+    std: str | None = "auroc_std",
+    contenders: Any = None,
+    family: Any = None,
+) -> Any:
     """Per group (e.g. noise setting): the best method, the runner-up, and how KAIROS fares.
 
     Args:

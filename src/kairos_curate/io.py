@@ -83,9 +83,7 @@ def atomic_path(path: str | os.PathLike[str]) -> contextlib.AbstractContextManag
     def _ctx() -> Iterator[Path]:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=target.suffix or ".tmp", dir=target.parent
-        )
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix or ".tmp", dir=target.parent)
         os.close(fd)
         try:
             yield Path(tmp_name)
@@ -147,8 +145,9 @@ def check_input_file(path: str | os.PathLike[str], name: str, what: str = "file"
     if not p.is_file():
         raise ValueError(f"{name} {p} is not a regular file (a device or pipe?); pass a {what}")
     if p.stat().st_size == 0:
-        raise ValueError(f"{name} {p} is empty (0 bytes); regenerate it or pass the right {what} "
-                         "(an interrupted copy or write?)")
+        raise ValueError(
+            f"{name} {p} is empty (0 bytes); regenerate it or pass the right {what} (an interrupted copy or write?)"
+        )
     return p
 
 
@@ -203,17 +202,19 @@ def check_output_paths(
                     "input: write the output to another path"
                 )
         if out.is_dir():
-            raise ValueError(f"{oname} {out} is an existing folder; give a file name, e.g. "
-                             f"{out / ('output' + (out.suffix or '.out'))}")
+            raise ValueError(
+                f"{oname} {out} is an existing folder; give a file name, e.g. "
+                f"{out / ('output' + (out.suffix or '.out'))}"
+            )
         for parent in out.parents:
             if parent.exists():
                 if not parent.is_dir():
-                    raise ValueError(f"{oname} {out}: {parent} is a file, not a folder; "
-                                     "choose an output path in a folder")
+                    raise ValueError(
+                        f"{oname} {out}: {parent} is a file, not a folder; choose an output path in a folder"
+                    )
                 break
         if out.exists() and not force:
-            raise ValueError(f"{oname} {out} already exists; pass {force_flag} to replace it, "
-                             "or choose another path")
+            raise ValueError(f"{oname} {out} already exists; pass {force_flag} to replace it, or choose another path")
 
 
 def save_embeddings(path: str | os.PathLike[str], ids: Any, embeddings: np.ndarray) -> None:
@@ -240,8 +241,7 @@ def save_embeddings(path: str | os.PathLike[str], ids: Any, embeddings: np.ndarr
         with atomic_path(target) as tmp:
             pq.write_table(table, tmp)
     else:
-        raise ValueError(f"unsupported embedding file type {target.suffix!r} for {target}; "
-                         "use .npz or .parquet")
+        raise ValueError(f"unsupported embedding file type {target.suffix!r} for {target}; use .npz or .parquet")
 
 
 def open_npz(path: str | os.PathLike[str], name: str, what: str = ".npz archive") -> Any:
@@ -286,13 +286,16 @@ def _string_ids(raw: np.ndarray, where: str) -> np.ndarray:
     if raw.ndim != 1:
         raise ValueError(f"{where}: ids must be a 1-D array (one id per row), got shape {raw.shape}")
     if raw.dtype.kind not in "USiu":
-        raise ValueError(f"{where}: ids must be strings or integers, got dtype {raw.dtype}; "
-                         "save them with np.asarray(ids, dtype=str)")
+        raise ValueError(
+            f"{where}: ids must be strings or integers, got dtype {raw.dtype}; "
+            "save them with np.asarray(ids, dtype=str)"
+        )
     ids = raw.astype(str)
     blank = np.flatnonzero(np.char.str_len(np.char.strip(ids)) == 0) if ids.size else np.zeros(0, int)
     if blank.size:
-        raise ValueError(f"{where}: {blank.size} empty id(s), e.g. at row {int(blank[0])}; every row "
-                         "needs a non-empty id")
+        raise ValueError(
+            f"{where}: {blank.size} empty id(s), e.g. at row {int(blank[0])}; every row needs a non-empty id"
+        )
     return ids
 
 
@@ -321,10 +324,8 @@ def _load_parquet(source: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{where}: column 'id' is empty at row {row}; every row needs an id")
     ids = _string_ids(np.asarray(id_col.to_pylist()), where)
     col = table.column("embedding").combine_chunks()
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
-            or pa.types.is_fixed_size_list(col.type)):
-        raise ValueError(f"{where}: column 'embedding' must hold one list of numbers per row, "
-                         f"got type {col.type}")
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        raise ValueError(f"{where}: column 'embedding' must hold one list of numbers per row, got type {col.type}")
     if not (pa.types.is_floating(col.type.value_type) or pa.types.is_integer(col.type.value_type)):
         raise ValueError(f"{where}: column 'embedding' must hold numbers, got {col.type}")
     if len(ids) == 0:
@@ -371,14 +372,12 @@ def load_embeddings(path: str | os.PathLike[str], name: str | None = None) -> tu
         )
     suffix = source.suffix.lower()
     if suffix not in EMBEDDING_SUFFIXES:
-        raise ValueError(f"unsupported embedding file type {source.suffix!r} for {source}; "
-                         "use .npz, .parquet or .npy")
+        raise ValueError(f"unsupported embedding file type {source.suffix!r} for {source}; use .npz, .parquet or .npy")
     check_input_file(source, name or "embedding file", "embedding file")
     if suffix == ".npz":
         with open_npz(source, name or "embedding file", "embedding file (.npz)") as data:
             if "embeddings" not in data.files or "ids" not in data.files:
-                raise ValueError(f"{where} must contain arrays 'ids' and 'embeddings'; "
-                                 f"found {sorted(data.files)}")
+                raise ValueError(f"{where} must contain arrays 'ids' and 'embeddings'; found {sorted(data.files)}")
             ids = _string_ids(npz_array(data, "ids", source, name or "embedding file"), where)
             emb = _numeric_matrix(npz_array(data, "embeddings", source, name or "embedding file"), where)
     elif suffix == ".parquet":
@@ -388,8 +387,10 @@ def load_embeddings(path: str | os.PathLike[str], name: str | None = None) -> tu
             raw = np.load(source, allow_pickle=False)
         except ValueError as err:
             if "pickle" in str(err) or "Object arrays" in str(err):
-                raise ValueError(f"{where} is not a plain .npy array (a pickle, which kairos-curate "
-                                 "never loads); save the (N, d) matrix with numpy.save") from None
+                raise ValueError(
+                    f"{where} is not a plain .npy array (a pickle, which kairos-curate "
+                    "never loads); save the (N, d) matrix with numpy.save"
+                ) from None
             raise ValueError(f"{where} is not a readable .npy file ({err})") from None
         except (OSError, EOFError) as err:
             raise ValueError(f"{where} is not a readable .npy file ({err}); regenerate it") from None
@@ -414,11 +415,15 @@ def load_embeddings(path: str | os.PathLike[str], name: str | None = None) -> tu
     if uniq.shape[0] != ids.shape[0]:
         dup = str(uniq[counts > 1][0])
         rows = np.flatnonzero(ids == dup)[:3].tolist()
-        raise ValueError(f"{where}: ids are not unique ({int((counts > 1).sum())} repeated, e.g. "
-                         f"{dup!r} at rows {rows}); give every row its own id")
+        raise ValueError(
+            f"{where}: ids are not unique ({int((counts > 1).sum())} repeated, e.g. "
+            f"{dup!r} at rows {rows}); give every row its own id"
+        )
     finite = np.isfinite(emb).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise ValueError(f"{where}: {bad.size} row(s) hold NaN or inf, e.g. row {int(bad[0])} "
-                         f"(id {ids[bad[0]]}); drop or re-embed those rows")
+        raise ValueError(
+            f"{where}: {bad.size} row(s) hold NaN or inf, e.g. row {int(bad[0])} "
+            f"(id {ids[bad[0]]}); drop or re-embed those rows"
+        )
     return ids, emb

@@ -72,8 +72,9 @@ EXACT_PAIRS_MAX = 100_000
 STATS_MAX_SIDE = 256
 
 
-def conformal_p(pool_stat: np.ndarray, reference_stat: np.ndarray, tail: str = "low",
-                tail_fit: float | None = None) -> np.ndarray:
+def conformal_p(
+    pool_stat: np.ndarray, reference_stat: np.ndarray, tail: str = "low", tail_fit: float | None = None
+) -> np.ndarray:
     """Conformal p-value of each pool statistic against the clean reference's.
 
     ``tail="low"``: ``p_i = (1 + #{j : r_j <= s_i}) / (M + 1)`` (small statistics are suspicious);
@@ -101,7 +102,7 @@ def conformal_p(pool_stat: np.ndarray, reference_stat: np.ndarray, tail: str = "
     if tail_fit is not None and r.size >= 5:
         k = min(r.size, max(5, int(np.ceil(tail_fit * r.size))))
         u = r[r.size - k]
-        beta = max(float(np.mean(r[r.size - k:] - u)), 1e-9 * max(1.0, abs(u)))
+        beta = max(float(np.mean(r[r.size - k :] - u)), 1e-9 * max(1.0, abs(u)))
         beyond = np.isfinite(s) & (s > u)
         p[beyond] = k / (r.size + 1.0) * np.exp(-(s[beyond] - u) / beta)
     p[~np.isfinite(s)] = 1.0
@@ -135,8 +136,16 @@ class KernelTerms:
     reference_pool_mean: np.ndarray
 
 
-def kernel_terms(pool: np.ndarray, reference: np.ndarray, reference_codes: np.ndarray, n_classes: int,
-                 sigmas: Sequence[float], *, block_size: int = 2048, progress: bool = False) -> KernelTerms:
+def kernel_terms(
+    pool: np.ndarray,
+    reference: np.ndarray,
+    reference_codes: np.ndarray,
+    n_classes: int,
+    sigmas: Sequence[float],
+    *,
+    block_size: int = 2048,
+    progress: bool = False,
+) -> KernelTerms:
     """One blocked pass over the pool: per-class kernel sums to the reference for each sigma.
 
     Memory is ``block_size x M`` per bandwidth; the pool-pool sum ``a`` is not computed here
@@ -152,10 +161,10 @@ def kernel_terms(pool: np.ndarray, reference: np.ndarray, reference_codes: np.nd
     pool_sums = np.zeros((len(sig), n, n_classes))
     ref_pool = np.zeros((len(sig), m))
     for lo in tqdm(range(0, n, block_size), desc="kernel terms", disable=not progress, unit="block"):
-        d2 = _sq_dists(x[lo:lo + block_size], z)
+        d2 = _sq_dists(x[lo : lo + block_size], z)
         for s, sigma in enumerate(sig):
             k = np.exp(-d2 / (2.0 * sigma * sigma))
-            pool_sums[s, lo:lo + block_size] = k @ onehot
+            pool_sums[s, lo : lo + block_size] = k @ onehot
             ref_pool[s] += k.sum(0)
     d2r = _sq_dists(z, z)
     ref_sums = np.zeros((len(sig), m, n_classes))
@@ -189,8 +198,13 @@ def kernel_posteriors(class_sums: np.ndarray) -> np.ndarray:
     return np.divide(sums, total, out=uniform, where=total > 0)
 
 
-def posterior_bandwidth(reference: np.ndarray, reference_codes: np.ndarray, n_classes: int, base_sigma: float,
-                        factors: Sequence[float] = (1.0, 0.71, 0.5, 0.35, 0.25, 0.18, 0.125)) -> tuple[float, dict[float, float]]:
+def posterior_bandwidth(
+    reference: np.ndarray,
+    reference_codes: np.ndarray,
+    n_classes: int,
+    base_sigma: float,
+    factors: Sequence[float] = (1.0, 0.71, 0.5, 0.35, 0.25, 0.18, 0.125),
+) -> tuple[float, dict[float, float]]:
     """Bandwidth of the kernel class posterior: the best leave-one-out log-likelihood of the
     reference's own labels over ``base_sigma * factors`` (the reference only: no pool label is
     trusted). Returns the chosen sigma and the mean log-likelihood per candidate."""
@@ -243,8 +257,12 @@ def pixel_statistics_of(image: Image.Image, max_side: int = STATS_MAX_SIDE) -> d
     sharp = float(ndimage.laplace(x, mode="reflect").var()) if x.size > 1 else 0.0
     hist = np.bincount(np.clip(x, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
     p = hist[hist > 0] / hist.sum()
-    return {"noise_sigma": noise, "sharpness": sharp, "brightness": float(x.mean()),
-            "entropy": float(-(p * np.log2(p)).sum())}
+    return {
+        "noise_sigma": noise,
+        "sharpness": sharp,
+        "brightness": float(x.mean()),
+        "entropy": float(-(p * np.log2(p)).sum()),
+    }
 
 
 @dataclass
@@ -267,8 +285,15 @@ class ImageScan:
     failed: dict[int, str]
 
 
-def scan_images(load: Callable[[int], Image.Image], n: int, *, tiny_size: int = 16, progress: bool = False,
-                desc: str = "pixel checks", max_side: int = STATS_MAX_SIDE) -> ImageScan:
+def scan_images(
+    load: Callable[[int], Image.Image],
+    n: int,
+    *,
+    tiny_size: int = 16,
+    progress: bool = False,
+    desc: str = "pixel checks",
+    max_side: int = STATS_MAX_SIDE,
+) -> ImageScan:
     """Decode ``load(0) .. load(n - 1)`` once: pixel statistics and tiny thumbnails of each."""
     stats: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in STAT_COLUMNS}
     tiny = np.zeros((n, tiny_size * tiny_size), dtype=np.float32)
@@ -311,11 +336,11 @@ def nearest_similarity(x: np.ndarray, z: np.ndarray | None = None, *, block_size
     other = x if z is None else np.asarray(z, dtype=np.float32)
     best = np.full(x.shape[0], -np.inf, dtype=np.float64)
     for lo in range(0, x.shape[0], block_size):
-        sims = x[lo:lo + block_size] @ other.T
+        sims = x[lo : lo + block_size] @ other.T
         if z is None:
             rows = np.arange(sims.shape[0])
             sims[rows, lo + rows] = -np.inf
-        best[lo:lo + block_size] = sims.max(1) if sims.shape[1] else -np.inf
+        best[lo : lo + block_size] = sims.max(1) if sims.shape[1] else -np.inf
     return best
 
 
@@ -337,9 +362,17 @@ def distinct_similarity_bound(pool_view: np.ndarray, reference_view: np.ndarray)
     return min(1.0, max(within, across))
 
 
-def similar_pairs(views: Sequence[np.ndarray], thresholds: Sequence[float], *, block_size: int = 1024,
-                  progress: bool = False, exact_max: int | None = None, index: str = "ivf",
-                  nprobe: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def similar_pairs(
+    views: Sequence[np.ndarray],
+    thresholds: Sequence[float],
+    *,
+    block_size: int = 1024,
+    progress: bool = False,
+    exact_max: int | None = None,
+    index: str = "ivf",
+    nprobe: int = 16,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs ``i < j`` whose cosine similarity exceeds the threshold in *every* view.
 
     ``views`` are ``(N, d_v)`` arrays with unit (or zero) rows; the first view finds candidates,
@@ -394,8 +427,14 @@ def similar_pairs(views: Sequence[np.ndarray], thresholds: Sequence[float], *, b
     return _confirm(views, thresholds, i, j, s, nearest)
 
 
-def _confirm(views: Sequence[np.ndarray], thresholds: Sequence[float], i: np.ndarray, j: np.ndarray,
-             s: np.ndarray, nearest: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _confirm(
+    views: Sequence[np.ndarray],
+    thresholds: Sequence[float],
+    i: np.ndarray,
+    j: np.ndarray,
+    s: np.ndarray,
+    nearest: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Keep the candidate pairs of the first view that exceed the threshold in every other view."""
     for view, threshold in zip(views[1:], thresholds[1:], strict=True):
         v = np.asarray(view, dtype=np.float32)

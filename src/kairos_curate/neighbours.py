@@ -215,16 +215,15 @@ def duplicate_pairs(
     x = _normalised(embeddings)
     n = x.shape[0]
     used = ("flat" if n <= int(exact_max) else "ivf") if index == "auto" else index
-    i, j, s, nearest = threshold_pairs(x, threshold, index=used, nlist=nlist, nprobe=nprobe,
-                                       batch_size=batch_size, seed=seed)
+    i, j, s, nearest = threshold_pairs(
+        x, threshold, index=used, nlist=nlist, nprobe=nprobe, batch_size=batch_size, seed=seed
+    )
     best = float(nearest.max()) if n > 1 else -np.inf
     pairs = np.stack([i, j], axis=1).astype(np.int64)
     return pairs, s.astype(np.float32), (best if np.isfinite(best) else float("nan")), used
 
 
-def faiss_duplicate_scan(
-    embeddings: Any, threshold: float = 0.98, **kwargs: Any
-) -> tuple[list[np.ndarray], float]:
+def faiss_duplicate_scan(embeddings: Any, threshold: float = 0.98, **kwargs: Any) -> tuple[list[np.ndarray], float]:
     """Near-duplicate groups (connected components, like
     :func:`kairos_curate.audit.duplicate_scan`) and the highest similarity, via FAISS.
 

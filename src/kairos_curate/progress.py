@@ -27,8 +27,7 @@ def progress_enabled(requested: bool | None = None) -> bool:
     return sys.stderr.isatty()
 
 
-def progress_bar(iterable: Iterable[T] | None = None, *, desc: str, enabled: bool | None = None,
-                 **kwargs: Any) -> Any:
+def progress_bar(iterable: Iterable[T] | None = None, *, desc: str, enabled: bool | None = None, **kwargs: Any) -> Any:
     """A plain-text tqdm bar over ``iterable`` (or a manual one with ``total=``), or none at all.
 
     ``enabled`` is passed through :func:`progress_enabled`, so the environment can silence it.

@@ -78,11 +78,14 @@ def _read_table(path: Path, option: str) -> tuple[list[str], list[Any], str, int
             table = pd.read_parquet(path)
             unit, offset = "row", 0
     except (ValueError, OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{option} {path} is not a readable {suffix} table ({err}); "
-                         "write a table with columns id,label") from None
+        raise ValueError(
+            f"{option} {path} is not a readable {suffix} table ({err}); write a table with columns id,label"
+        ) from None
     except Exception as err:  # pandas' parser errors do not share one base class
-        raise ValueError(f"{option} {path} is not a readable {suffix} table "
-                         f"({type(err).__name__}: {err}); write a table with columns id,label") from None
+        raise ValueError(
+            f"{option} {path} is not a readable {suffix} table "
+            f"({type(err).__name__}: {err}); write a table with columns id,label"
+        ) from None
     if "id" not in table.columns or "label" not in table.columns:
         raise ValueError(f"{option} {path} must have columns 'id' and 'label'; found {list(table.columns)}")
     ids = table["id"].tolist()
@@ -105,8 +108,7 @@ def read_label_table(path: str | os.PathLike[str], option: str) -> dict[str, Any
     if not p.exists():
         raise FileNotFoundError(f"{option} file {p} not found")
     if p.suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"{option} {p}: unsupported type {p.suffix!r}; use .csv or .parquet with "
-                         "columns id,label")
+        raise ValueError(f"{option} {p}: unsupported type {p.suffix!r}; use .csv or .parquet with columns id,label")
     check_input_file(p, option, "label table")
     ids, labels, unit, offset = _read_table(p, option)
     mapping: dict[str, Any] = {}
@@ -152,8 +154,7 @@ def read_labels(path: str | os.PathLike[str], ids: np.ndarray, option: str) -> n
         missing = [i for i in ids.tolist() if i not in mapping]
         if missing:
             raise ValueError(
-                f"{option} {p} has no label for {len(missing)} id(s), e.g. "
-                f"{missing[:5]}; give one row per embedding id"
+                f"{option} {p} has no label for {len(missing)} id(s), e.g. {missing[:5]}; give one row per embedding id"
             )
         return np.asarray([mapping[i] for i in ids.tolist()])
     check_input_file(p, option, "label file")
@@ -162,9 +163,10 @@ def read_labels(path: str | os.PathLike[str], ids: np.ndarray, option: str) -> n
             labels = np.load(p, allow_pickle=False)
         except ValueError as err:
             if "pickle" in str(err) or "Object arrays" in str(err):
-                raise ValueError(f"{option} {p} holds Python objects (a pickle, never loaded); save the "
-                                 "labels as a plain array, e.g. np.save(path, np.asarray(labels, dtype=str))"
-                                 ) from None
+                raise ValueError(
+                    f"{option} {p} holds Python objects (a pickle, never loaded); save the "
+                    "labels as a plain array, e.g. np.save(path, np.asarray(labels, dtype=str))"
+                ) from None
             raise ValueError(f"{option} {p} is not a readable .npy file ({err})") from None
         except (OSError, EOFError) as err:
             raise ValueError(f"{option} {p} is not a readable .npy file ({err})") from None
@@ -189,13 +191,14 @@ def read_labels(path: str | os.PathLike[str], ids: np.ndarray, option: str) -> n
             lines.pop()  # a trailing newline / blank lines at the very end are harmless
         for number, line in enumerate(lines, start=1):
             if not line.strip():
-                raise ValueError(f"{option} {p} line {number} is empty; every line must hold the label "
-                                 "of one row, in row order (remove the blank line)")
+                raise ValueError(
+                    f"{option} {p} line {number} is empty; every line must hold the label "
+                    "of one row, in row order (remove the blank line)"
+                )
         labels = np.asarray([line.strip() for line in lines])
     if labels.shape[0] != ids.shape[0]:
         raise ValueError(
-            f"{option} {p} has {labels.shape[0]} labels "
-            f"but there are {ids.shape[0]} embedding rows; one label per row"
+            f"{option} {p} has {labels.shape[0]} labels but there are {ids.shape[0]} embedding rows; one label per row"
         )
     return labels
 
@@ -221,9 +224,7 @@ def list_image_files(folder: str | os.PathLike[str], option: str = "--images") -
         if path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists())):
             files.append(path)
     if not files:
-        raise FileNotFoundError(
-            f"{option} folder {root} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
-        )
+        raise FileNotFoundError(f"{option} folder {root} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return sorted(files)
 
 
@@ -237,16 +238,22 @@ def pixels_array(pixels: np.ndarray, where: str) -> np.ndarray:
         to convert).
     """
     if pixels.dtype != np.uint8:
-        hint = ("scale 16-bit data to 8 bits, e.g. (pixels // 257).astype(np.uint8)"
-                if pixels.dtype == np.uint16 else
-                "scale floats in [0, 1] with (pixels * 255).round().astype(np.uint8)"
-                if pixels.dtype.kind == "f" else "convert them to uint8 0..255")
+        hint = (
+            "scale 16-bit data to 8 bits, e.g. (pixels // 257).astype(np.uint8)"
+            if pixels.dtype == np.uint16
+            else "scale floats in [0, 1] with (pixels * 255).round().astype(np.uint8)"
+            if pixels.dtype.kind == "f"
+            else "convert them to uint8 0..255"
+        )
         raise ValueError(f"{where}: pixels must be uint8 (0..255), got {pixels.dtype}; {hint}")
     if pixels.ndim == 4 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     if pixels.ndim == 4 and pixels.shape[-1] != 3:
-        fix = ("drop the alpha channel: pixels[..., :3]" if pixels.shape[-1] == 4 else
-               "give grey (N, H, W) or RGB (N, H, W, 3) images")
+        fix = (
+            "drop the alpha channel: pixels[..., :3]"
+            if pixels.shape[-1] == 4
+            else "give grey (N, H, W) or RGB (N, H, W, 3) images"
+        )
         raise ValueError(f"{where}: pixels have {pixels.shape[-1]} channels (shape {pixels.shape}); {fix}")
     if pixels.ndim not in (3, 4):
         raise ValueError(f"{where}: pixels must be (N, H, W) grey or (N, H, W, 3) RGB, got shape {pixels.shape}")
@@ -285,8 +292,9 @@ def open_images(path: str | os.PathLike[str], option: str = "--images") -> Array
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{option} {p} does not exist; pass a folder of images or an .npz "
-                                "with arrays ids and pixels")
+        raise FileNotFoundError(
+            f"{option} {p} does not exist; pass a folder of images or an .npz with arrays ids and pixels"
+        )
     if p.is_dir():
         files = list_image_files(p, option)
         return FileImageSource([f.relative_to(p).as_posix() for f in files], files)
@@ -300,13 +308,15 @@ def open_images(path: str | os.PathLike[str], option: str = "--images") -> Array
         raise ValueError(f"{option} {p}: {ids.shape[0]} ids for {pixels.shape[0]} images; one id per image")
     uniq, counts = np.unique(ids, return_counts=True)
     if uniq.shape[0] != ids.shape[0]:
-        raise ValueError(f"{option} {p}: ids are not unique (e.g. {str(uniq[counts > 1][0])!r}); give every "
-                         "image its own id")
+        raise ValueError(
+            f"{option} {p}: ids are not unique (e.g. {str(uniq[counts > 1][0])!r}); give every image its own id"
+        )
     return ArrayImageSource(ids, pixels)
 
 
-def load_image_source(path: str | os.PathLike[str], ids: np.ndarray,
-                      option: str = "--images") -> ArrayImageSource | FileImageSource:
+def load_image_source(
+    path: str | os.PathLike[str], ids: np.ndarray, option: str = "--images"
+) -> ArrayImageSource | FileImageSource:
     """Images for ``ids`` from an ``.npz`` (ids + pixels; extra ids ignored) or a folder.
 
     Folder files match an id by relative path, relative path without extension, or file name
@@ -335,8 +345,10 @@ def load_image_source(path: str | os.PathLike[str], ids: np.ndarray,
                 by_key.setdefault(stem, found[0])
         matched = [(i, by_key[i]) for i in wanted if i in by_key]
         if not matched:
-            raise ValueError(f"{option} folder {p}: no image file matches a pool id (e.g. {wanted[0]!r}); "
-                             "name files <id>.<ext> or by their relative path")
+            raise ValueError(
+                f"{option} folder {p}: no image file matches a pool id (e.g. {wanted[0]!r}); "
+                "name files <id>.<ext> or by their relative path"
+            )
         return FileImageSource([m[0] for m in matched], [m[1] for m in matched])
     if p.suffix.lower() != ".npz":
         raise ValueError(f"{option} {p} must be an .npz file (ids, pixels) or a folder of images")

@@ -239,9 +239,11 @@ def test_cli_help_starts_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom kairos_curate.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "for name in ('audit', 'value', 'embed'):\n    try:\n        main([name, '--help'])\n"
-            "    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom kairos_curate.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "for name in ('audit', 'value', 'embed'):\n    try:\n        main([name, '--help'])\n"
+        "    except SystemExit:\n        pass\nprint('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
 
@@ -251,7 +253,11 @@ def test_bandwidth_text_is_parsed_in_one_place():
 
     assert parse_bandwidth("median", "--bandwidth") == "median"
     assert parse_bandwidth(" 0.5 ", "value.bandwidth") == 0.5
-    for bad, msg in (("wide", "'median' or a positive number"), ("-1", "positive number"),
-                     ("inf", "positive number"), (0, "positive number")):
+    for bad, msg in (
+        ("wide", "'median' or a positive number"),
+        ("-1", "positive number"),
+        ("inf", "positive number"),
+        (0, "positive number"),
+    ):
         with pytest.raises(ValueError, match=msg):
             parse_bandwidth(bad, "value.bandwidth")

@@ -215,16 +215,12 @@ def test_most_specific_rule_and_ties(tmp_path: Path) -> None:
         ("version: 1\n" + BASE + "rules:\n  - {category: A, suborder: X}\n", "unknown level"),
         ("version: 1\n" + BASE + "rules:\n  - {category: A}\n", "no condition"),
         (
-            "version: 1\n"
-            + BASE
-            + "rules:\n  - {category: A, order: X}\n  - {category: B, order: x}\n",
+            "version: 1\n" + BASE + "rules:\n  - {category: A, order: X}\n  - {category: B, order: x}\n",
             "same conditions",
         ),
         ("version: 1\n" + BASE + "off_task: A\nrules:\n  - {category: A, order: X}\n", "off_task"),
         (
-            "version: 1\n"
-            + BASE
-            + "rules:\n  - {category: A, order: X}\nreference_aliases: {as: Z}\n",
+            "version: 1\n" + BASE + "rules:\n  - {category: A, order: X}\nreference_aliases: {as: Z}\n",
             "unknown category",
         ),
         ("version: [1\n", "not valid YAML"),
@@ -276,13 +272,9 @@ def test_inat_skips_missing_corrupt_unannotated(tmp_path: Path) -> None:
     (tmp_path / first["file_name"]).unlink()
     (tmp_path / second["file_name"]).write_bytes(b"this is not a jpeg")
     doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] != third["id"]]
-    doc["annotations"].append(
-        {"id": 9999, "image_id": doc["images"][3]["id"], "category_id": 12345}
-    )
+    doc["annotations"].append({"id": 9999, "image_id": doc["images"][3]["id"], "category_id": 12345})
     doc["annotations"] = [
-        a
-        for a in doc["annotations"]
-        if not (a["image_id"] == doc["images"][3]["id"] and a["category_id"] != 12345)
+        a for a in doc["annotations"] if not (a["image_id"] == doc["images"][3]["id"] and a["category_id"] != 12345)
     ]
     (tmp_path / "train.json").write_text(json.dumps(doc))
 
@@ -394,9 +386,7 @@ def test_inat_csv_export(tmp_path: Path) -> None:
         ds = load_inaturalist_table(csv)
     assert len(ds) == len(SPECIES)
     expected = _expected_labels()
-    assert all(
-        expected[s] == lab for s, lab in zip(ds.frame["species"], ds.frame["label"], strict=True)
-    )
+    assert all(expected[s] == lab for s, lab in zip(ds.frame["species"], ds.frame["label"], strict=True))
     assert ds.frame["id"].iloc[0] == "inat:imgs/0.png"
     assert {s.reason for s in ds.skipped} == {"missing file", "no species"}
     assert {"order", "family", "genus", "class"} <= set(ds.frame.columns)
@@ -541,9 +531,7 @@ def test_insects_unknown_class_and_class_map(tmp_path: Path) -> None:
     assert (ds.frame["label"] == "Dragonfly").sum() == 1
     with pytest.raises(ValueError, match="Dragonfly"):
         load_insects(tmp_path, split="train", unknown_classes="error")
-    ds2 = load_insects(
-        tmp_path, split="train", class_map={"dragonfly": "Odonata", "Ants": "Formicid"}
-    )
+    ds2 = load_insects(tmp_path, split="train", class_map={"dragonfly": "Odonata", "Ants": "Formicid"})
     assert set(ds2.frame["label"]) == {"Odonata", "Formicid", "Bee", "Ladybug", "Spider"}
 
 

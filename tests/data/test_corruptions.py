@@ -129,9 +129,7 @@ def test_pixel_std_brute_force() -> None:
 def test_gaussian_noise_std_matches_severity(shape, severity: float, unit: float) -> None:
     # flat mid-grey image: the noise stays far from the clipping bounds (|z| < 128 / sigma)
     images = np.full(shape, 128, dtype=np.uint8)
-    res = C.gaussian_noise(
-        images, [0, 2], severity=severity, rng=np.random.default_rng(0), unit_std=unit
-    )
+    res = C.gaussian_noise(images, [0, 2], severity=severity, rng=np.random.default_rng(0), unit_std=unit)
     diff = res.images[[0, 2]].astype(np.float64) - 128.0
     sigma = severity * unit
     n = diff.size
@@ -194,9 +192,7 @@ def test_gaussian_noise_bad_params(kwargs, match: str) -> None:
 
 def test_gaussian_noise_constant_images_need_unit() -> None:
     with pytest.raises(ValueError, match="unit_std"):
-        C.gaussian_noise(
-            np.full((2, 4, 4), 7, np.uint8), [0], severity=1, rng=np.random.default_rng(0)
-        )
+        C.gaussian_noise(np.full((2, 4, 4), 7, np.uint8), [0], severity=1, rng=np.random.default_rng(0))
 
 
 # ------------------------------------------------------------------ motion blur
@@ -281,14 +277,10 @@ def test_motion_blur_bad_params(kwargs, match: str) -> None:
 # ------------------------------------------------------------------ sensor noise
 
 
-@pytest.mark.parametrize(
-    "level, photons, read", [(128, 100.0, 2.0), (60, 30.0, 0.0), (200, 1000.0, 5.0)]
-)
+@pytest.mark.parametrize("level, photons, read", [(128, 100.0, 2.0), (60, 30.0, 0.0), (200, 1000.0, 5.0)])
 def test_sensor_noise_mean_and_variance(level: int, photons: float, read: float) -> None:
     images = np.full((2, 128, 128), level, dtype=np.uint8)
-    res = C.sensor_noise(
-        images, [1], photons=photons, read_noise=read, rng=np.random.default_rng(3)
-    )
+    res = C.sensor_noise(images, [1], photons=photons, read_noise=read, rng=np.random.default_rng(3))
     x = res.images[1].astype(np.float64)
     var = 255.0 * level / photons + read**2 + 1.0 / 12.0  # shot + read + rounding
     n = x.size
@@ -365,9 +357,7 @@ def test_exact_duplicates_equal_their_source(make) -> None:
 def test_near_duplicates_are_close_but_not_equal() -> None:
     images = np.full((4, 32, 32), 100, dtype=np.uint8)
     images[0] = _grey(n=1, h=32, w=32)[0]
-    res = C.duplicate(
-        images, [3], sources=[0], near=True, near_std=2.0, rng=np.random.default_rng(0)
-    )
+    res = C.duplicate(images, [3], sources=[0], near=True, near_std=2.0, rng=np.random.default_rng(0))
     d = res.images[3].astype(float) - images[0].astype(float)
     assert not np.array_equal(res.images[3], images[0])
     inner = (images[0] > 10) & (images[0] < 245)  # away from clipping
@@ -446,9 +436,7 @@ def test_uniform_flip_of_label_outside_classes() -> None:
 def test_confusable_flips_follow_map_and_report_changed_only() -> None:
     labels = np.array([0, 1, 2, 3, 0, 2])
     confusion = {0: 2, 1: 1, 2: 0}  # 1 maps to itself, 3 has no entry
-    res = C.flip_labels(
-        labels, [0, 1, 2, 3, 5], classes=[0, 1, 2, 3], mode="confusable", confusion=confusion
-    )
+    res = C.flip_labels(labels, [0, 1, 2, 3, 5], classes=[0, 1, 2, 3], mode="confusable", confusion=confusion)
     assert_array_equal(res.labels, [2, 1, 0, 3, 0, 0])
     assert_array_equal(res.indices, [0, 2, 5])
     assert res.params["requested"] == 5 and res.params["changed"] == 3
@@ -504,9 +492,7 @@ def test_choose_indices_count_exclusion_and_reproducibility() -> None:
     a = C.choose_indices(100, 0.25, rng, exclude=np.arange(50))
     assert a.size == 25 and a.min() >= 50
     assert np.unique(a).size == a.size and np.all(np.diff(a) > 0)
-    assert_array_equal(
-        a, C.choose_indices(100, 0.25, np.random.default_rng(0), exclude=np.arange(50))
-    )
+    assert_array_equal(a, C.choose_indices(100, 0.25, np.random.default_rng(0), exclude=np.arange(50)))
     assert C.choose_indices(10, 0.05, rng).size == 1  # half-up rounding
     assert C.choose_indices(10, 0.0, rng).size == 0
     assert_array_equal(C.choose_indices(10, 1.0, rng), np.arange(10))
@@ -548,9 +534,7 @@ def test_registry_errors() -> None:
     with pytest.raises(ValueError, match="unknown corruption"):
         C.apply_corruption("blur", images, [0], np.random.default_rng(0))
     with pytest.raises(ValueError, match="does not take"):
-        C.apply_corruption(
-            "motion_blur", images, [0], np.random.default_rng(0), length=3, angle=0, sigma=1
-        )
+        C.apply_corruption("motion_blur", images, [0], np.random.default_rng(0), length=3, angle=0, sigma=1)
     with pytest.raises(ValueError, match="needs parameter"):
         C.apply_corruption("motion_blur", images, [0], np.random.default_rng(0), length=3)
     assert set(C.CORRUPTIONS) == set(CALLS)
@@ -586,9 +570,7 @@ def test_near_duplicate_never_byte_identical() -> None:
     )
     assert np.all(res.images[1:] != 0)
     with pytest.raises(ValueError, match="too small"):
-        C.duplicate(
-            images, [1], sources=[0], near=True, near_std=1e-3, rng=np.random.default_rng(0)
-        )
+        C.duplicate(images, [1], sources=[0], near=True, near_std=1e-3, rng=np.random.default_rng(0))
 
 
 def test_pixel_std_of_images_of_different_sizes_matches_brute_force() -> None:
@@ -604,13 +586,12 @@ def test_pixel_std_of_images_of_different_sizes_matches_brute_force() -> None:
     with pytest.raises(ValueError, match="no images"):
         pixel_std_of([])
     # a list is corrupted image by image; a stacked array in one call, exactly like apply_corruption
-    out, changed = corrupt_each("gaussian_noise", images, [0, 2], np.random.default_rng(1), severity=1.0,
-                                unit_std=30.0)
+    out, changed = corrupt_each("gaussian_noise", images, [0, 2], np.random.default_rng(1), severity=1.0, unit_std=30.0)
     assert changed.tolist() == [0, 2] and out[1] is images[1]
     assert [o.shape for o in out] == [i.shape for i in images] and not np.array_equal(out[0], images[0])
-    batch, rows = corrupt_each("gaussian_noise", stacked, [1, 3], np.random.default_rng(2), severity=1.0,
-                               unit_std=30.0)
-    direct = C.apply_corruption("gaussian_noise", stacked, [1, 3], np.random.default_rng(2), severity=1.0,
-                              unit_std=30.0)
+    batch, rows = corrupt_each("gaussian_noise", stacked, [1, 3], np.random.default_rng(2), severity=1.0, unit_std=30.0)
+    direct = C.apply_corruption(
+        "gaussian_noise", stacked, [1, 3], np.random.default_rng(2), severity=1.0, unit_std=30.0
+    )
     np.testing.assert_array_equal(batch, direct.images)
     assert rows.tolist() == [1, 3]

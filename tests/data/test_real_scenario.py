@@ -28,10 +28,23 @@ from kairos_curate.study import eda
 from ..fake_datasets import CATEGORY_SPECIES, make_inat_tree, make_insects_tree, plant_copy
 
 #: ``scenario.inaturalist`` of a small fake project (YAML types).
-REAL = dict(inat_root="raw/inat", inat_split="train", inat_table=None, insects_root="raw/insects",
-            insects_split=None, taxonomy=None, pool_size=0, offtask_label="random", verify=False,
-            reference_per_class=5, test_per_class=8, pixel_noise_fraction=0.2, pixel_noise_severities=[1, 3],
-            label_flip_fraction=0.1, seed=4)
+REAL = dict(
+    inat_root="raw/inat",
+    inat_split="train",
+    inat_table=None,
+    insects_root="raw/insects",
+    insects_split=None,
+    taxonomy=None,
+    pool_size=0,
+    offtask_label="random",
+    verify=False,
+    reference_per_class=5,
+    test_per_class=8,
+    pixel_noise_fraction=0.2,
+    pixel_noise_severities=[1, 3],
+    label_flip_fraction=0.1,
+    seed=4,
+)
 #: The whole ``scenario`` section.
 SCENARIO = {"source": "inaturalist", "inaturalist": REAL, "noisy_variant": {"fraction": 0.3, "severities": [0.5, 1]}}
 
@@ -80,8 +93,10 @@ def test_splits_counts_and_labels(built):
     assert pool["off_task"].sum() == 12 == counts["pool_off_task"]
     assert set(pool.loc[pool["off_task"], "origin"]) == {"Turdus migratorius", "Tenthredo arcuata"}
     assert pool["label"].between(0, 3).all()  # off-task images carry some task label
-    assert (pool.loc[~pool["off_task"] & ~pool["label_flipped"], "label"]
-            == pool.loc[~pool["off_task"] & ~pool["label_flipped"], "true_label"]).all()
+    assert (
+        pool.loc[~pool["off_task"] & ~pool["label_flipped"], "label"]
+        == pool.loc[~pool["off_task"] & ~pool["label_flipped"], "true_label"]
+    ).all()
     assert counts["pool_pixel_noise"] == round(0.2 * counts["pool"])
     assert counts["pool_label_flipped"] == round(0.1 * (counts["pool"] - counts["pool_off_task"]))
 
@@ -95,7 +110,9 @@ def test_no_image_is_shared_between_splits(built, trees):
     # stored hashes are those of the files (a changed image changes the prepared output for DVC)
     assert built.samples["content_hash"].tolist() == [_sha(p) for p in built.samples["path"]]
     # the Insects duplicate is used at most once
-    insects_hashes = [_sha(p) for p in built.table("reference")["path"]] + [_sha(p) for p in built.table("test")["path"]]
+    insects_hashes = [_sha(p) for p in built.table("reference")["path"]] + [
+        _sha(p) for p in built.table("test")["path"]
+    ]
     assert len(insects_hashes) == len(set(insects_hashes))
     check_no_leakage(built)
 
@@ -104,8 +121,7 @@ def test_leak_is_caught_by_content(built):
     samples = built.samples.copy()
     ref_path = samples.loc[samples["split"] == "reference", "path"].iloc[0]
     samples.loc[samples.index[samples["split"] == "test"][0], "path"] = ref_path
-    leaky = type(built)(samples=samples, pixels=None, truth=built.truth, class_names=built.class_names,
-                        info=built.info)
+    leaky = type(built)(samples=samples, pixels=None, truth=built.truth, class_names=built.class_names, info=built.info)
     with pytest.raises(RuntimeError, match="content hash"):
         check_no_leakage(leaky)
 
@@ -135,8 +151,9 @@ def test_seeded_and_modes(trees, tmp_path):
     b = build_real_scenario(_config(pixel_noise_fraction=0.0), tmp_path / "b", root=trees, progress=False)
     pd.testing.assert_frame_equal(a.samples, b.samples)
     pd.testing.assert_frame_equal(a.truth, b.truth)
-    dropped = build_real_scenario(_config(offtask_label="drop", pool_size=20), tmp_path / "c", root=trees,
-                                  progress=False)
+    dropped = build_real_scenario(
+        _config(offtask_label="drop", pool_size=20), tmp_path / "c", root=trees, progress=False
+    )
     assert len(dropped.table("pool")) == 20 and not dropped.truth["off_task"].any()
 
 
@@ -161,8 +178,11 @@ def test_noisy_variant_on_files(built, tmp_path):
     variant.save(tmp_path / "noisy", tmp_path / "truth_noisy.parquet")
     loaded = load_pool_variant(tmp_path / "noisy", tmp_path / "truth_noisy.parquet")
     assert loaded.pixels is None and list(loaded.ids) == list(built.table("pool")["id"])
-    added = set(np.flatnonzero(((loaded.truth["corruption"] != "none")
-                                & (built.truth["corruption"] == "none")).to_numpy()).tolist())
+    added = set(
+        np.flatnonzero(
+            ((loaded.truth["corruption"] != "none") & (built.truth["corruption"] == "none")).to_numpy()
+        ).tolist()
+    )
     assert len(added) == variant.info["added"] > 0
     assert set(changed_rows(built.source("pool"), loaded.source()).tolist()) == added
     with pytest.raises(ValueError, match="image_dir"):
@@ -176,14 +196,17 @@ def test_image_arrays_keep_native_sizes(built):
     assert source.load_image(1).size == (arrays[1].shape[1], arrays[1].shape[0])
 
 
-@pytest.mark.parametrize(("overrides", "match"), [
-    ({"insects_root": "raw/nowhere"}, r"scenario\.inaturalist\.insects_root"),
-    ({"inat_root": "raw/nowhere"}, r"scenario\.inaturalist\.inat_root"),
-    ({"reference_per_class": 10, "test_per_class": 10}, "reference_per_class"),
-    ({"offtask_label": "keep"}, "offtask_label"),
-    ({"test_per_class": 0}, "test_per_class"),
-    ({"label_flip_fraction": 1.5}, "label_flip_fraction"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"insects_root": "raw/nowhere"}, r"scenario\.inaturalist\.insects_root"),
+        ({"inat_root": "raw/nowhere"}, r"scenario\.inaturalist\.inat_root"),
+        ({"reference_per_class": 10, "test_per_class": 10}, "reference_per_class"),
+        ({"offtask_label": "keep"}, "offtask_label"),
+        ({"test_per_class": 0}, "test_per_class"),
+        ({"label_flip_fraction": 1.5}, "label_flip_fraction"),
+    ],
+)
 def test_bad_configuration_names_the_parameter(trees, tmp_path, overrides, match):
     with pytest.raises((FileNotFoundError, ValueError), match=match):
         build_real_scenario(_config(**overrides), tmp_path, root=trees, progress=False)
@@ -227,8 +250,11 @@ def test_prepare_stage_and_eda_on_real_files(trees, tmp_path):
     assert coverage.loc["off-task", "status"] == "off-task" and coverage.loc["off-task", "pool_species"] == 2
     stats = eda.pixel_statistics(loaded)
     assert stats["std"].gt(0).all()
-    for fig in (plots.sample_grid(loaded, "reference", per_class=3), plots.corruption_grid(loaded, per_kind=3),
-                plots.corruption_gallery(loaded, n_images=2)):
+    for fig in (
+        plots.sample_grid(loaded, "reference", per_class=3),
+        plots.corruption_grid(loaded, per_kind=3),
+        plots.corruption_gallery(loaded, n_images=2),
+    ):
         assert fig.axes
     assert scenario.class_names == loaded.class_names
 

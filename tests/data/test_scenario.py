@@ -40,8 +40,9 @@ def test_no_reference_or_test_image_in_the_pool_by_id_or_pixels(small_scenario):
     assert not ids["pool"] & ids["reference"]
     assert not ids["pool"] & ids["test"]
     assert not ids["reference"] & ids["test"]
-    hashes = {s: set(pixel_hashes(small_scenario.pixels[small_scenario.split_mask(s)]))
-              for s in ("pool", "reference", "test")}
+    hashes = {
+        s: set(pixel_hashes(small_scenario.pixels[small_scenario.split_mask(s)])) for s in ("pool", "reference", "test")
+    }
     assert not hashes["pool"] & hashes["reference"]
     assert not hashes["pool"] & hashes["test"]
     assert not hashes["reference"] & hashes["test"]
@@ -110,16 +111,22 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path):
         load_fashion_mnist("train", tmp_path)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"offtask_classes": [0, 2]}, "both task and off-task"),
-    ({"offtask_labels": {2: 0}}, "no task label"),
-    ({"pixel_noise_fraction": 1.5}, "pixel_noise_fraction"),
-    ({"reference_per_class": 0}, "reference_per_class"),
-    ({"pool_per_task_kls": 3}, r"scenario\.fashion_mnist\.pool_per_task_kls: unknown key"),
-    ({"task_classes": [0, "x"]}, r"scenario\.fashion_mnist\.task_classes\.1: Input should be a valid integer"),
-    ({"pool_per_task_class": "40"}, r"scenario\.fashion_mnist\.pool_per_task_class: Input should be a valid integer"),
-    ({"pool_per_task_class": 10_000}, "only"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"offtask_classes": [0, 2]}, "both task and off-task"),
+        ({"offtask_labels": {2: 0}}, "no task label"),
+        ({"pixel_noise_fraction": 1.5}, "pixel_noise_fraction"),
+        ({"reference_per_class": 0}, "reference_per_class"),
+        ({"pool_per_task_kls": 3}, r"scenario\.fashion_mnist\.pool_per_task_kls: unknown key"),
+        ({"task_classes": [0, "x"]}, r"scenario\.fashion_mnist\.task_classes\.1: Input should be a valid integer"),
+        (
+            {"pool_per_task_class": "40"},
+            r"scenario\.fashion_mnist\.pool_per_task_class: Input should be a valid integer",
+        ),
+        ({"pool_per_task_class": 10_000}, "only"),
+    ],
+)
 def test_bad_scenario_parameters_are_named(override, message):
     with pytest.raises(ValueError, match=message):
         build_scenario(ScenarioConfig.from_params({**SMALL_SCENARIO, **override}))

@@ -38,9 +38,7 @@ def test_base_excludes_pixel_noise_and_off_task_and_restores_true_labels(builder
     pool_ids = sc.table("pool")["id"].to_numpy()
     rows = np.searchsorted(pool_ids, v.ids)
     clean = v.kind == "clean"
-    assert_allclose(
-        v.y[clean], truth["true_label"].to_numpy()[rows][clean]
-    )  # flipped base rows restored
+    assert_allclose(v.y[clean], truth["true_label"].to_numpy()[rows][clean])  # flipped base rows restored
 
 
 def test_pixel_setting_embeds_only_the_corrupted_rows(builder_and_calls):

@@ -56,15 +56,36 @@ def _folder(root: Path) -> Path:
 
 
 def _argv(folder: Path, out: Path, cache: Path, *extra: str) -> list[str]:
-    return ["embed", "--images", str(folder), "--out", str(out), "--cache-dir", str(cache),
-            "--image-size", "32", "--batch-size", str(BATCH), "--workers", "0", "--device", "cpu",
-            "--quiet", *extra]
+    return [
+        "embed",
+        "--images",
+        str(folder),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--image-size",
+        "32",
+        "--batch-size",
+        str(BATCH),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _start(log: Path, delay: float, argv: list[str]) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.Popen([sys.executable, "-c", INSTRUMENTED, str(log), str(delay), *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", INSTRUMENTED, str(log), str(delay), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _batches(log: Path) -> int:
@@ -107,8 +128,28 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     root = tmp_path_factory.mktemp("embed-resume")
     folder = _folder(root)
     out = root / "fresh.npz"
-    assert main(["embed", "--images", str(folder), "--out", str(out), "--no-cache", "--image-size", "32",
-                 "--batch-size", str(BATCH), "--workers", "0", "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--no-cache",
+                "--image-size",
+                "32",
+                "--batch-size",
+                str(BATCH),
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ids, emb = load_embeddings(out)
     return folder, ids, emb
 
@@ -121,8 +162,7 @@ def _check_resumed(from_cache: int, cached: int, passes: int, out: Path, fresh_i
     assert np.array_equal(emb, fresh)  # bit for bit the uninterrupted result
 
 
-def test_sigterm_halfway_keeps_the_work_and_the_rerun_does_only_the_rest(tmp_path, uninterrupted, monkeypatch,
-                                                                         capsys):
+def test_sigterm_halfway_keeps_the_work_and_the_rerun_does_only_the_rest(tmp_path, uninterrupted, monkeypatch, capsys):
     """A separate `kairos-curate embed` process is killed (SIGTERM) from outside, mid-run."""
     folder, fresh_ids, fresh = uninterrupted
     out, cache, log = tmp_path / "emb.npz", tmp_path / "cache", tmp_path / "first.log"
@@ -134,8 +174,11 @@ def test_sigterm_halfway_keeps_the_work_and_the_rerun_does_only_the_rest(tmp_pat
     done_before = _batches(log)
     assert proc.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr
-    match = re.search(r"interrupted by SIGTERM; (\d+) of 48 images are cached in (\S+); run the same command "
-                      "again", stderr)
+    match = re.search(
+        r"interrupted by SIGTERM; (\d+) of 48 images are cached in (\S+); run the same command "
+        "again",
+        stderr,
+    )
     assert match, stderr
     cached = int(match.group(1))
     assert Path(match.group(2)) == cache

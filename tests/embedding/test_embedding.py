@@ -206,9 +206,7 @@ def test_missing_weights_and_unknown_spec(tmp_path: Path) -> None:
 def test_embed_source_order_and_normalisation(effnet, workers: int) -> None:
     px = _images(7, seed=4)
     src = ArrayImageSource([f"img{i}" for i in range(7)], px)
-    ids, raw = embed_source(
-        src, effnet, batch_size=3, num_workers=workers, normalize=False, progress=False
-    )
+    ids, raw = embed_source(src, effnet, batch_size=3, num_workers=workers, normalize=False, progress=False)
     assert ids.tolist() == [f"img{i}" for i in range(7)]
     assert raw.dtype == np.float32 and raw.shape == (7, 1280)
     one_by_one = np.concatenate([effnet.encode_images([src.load_image(i)]) for i in range(7)])
@@ -266,7 +264,13 @@ def test_cache_hit_change_and_resume(effnet, tmp_path: Path) -> None:
         src2 = ArrayImageSource(src.ids, px2)
         stats = EmbedStats()
         _, third = embed_source(
-            src2, effnet, batch_size=4, num_workers=0, cache_dir=cache, shard_size=5, progress=False,
+            src2,
+            effnet,
+            batch_size=4,
+            num_workers=0,
+            cache_dir=cache,
+            shard_size=5,
+            progress=False,
             stats=stats,
         )
         assert stats.computed == 1 and stats.from_cache == 11
@@ -322,9 +326,7 @@ def test_interrupted_run_resumes(effnet, tmp_path: Path) -> None:
         stats=stats,
     )
     assert stats.computed == 3 and stats.from_cache == 9  # rows 9..11 only
-    _, fresh = embed_source(
-        ArrayImageSource(ids, px), effnet, batch_size=2, num_workers=0, progress=False
-    )
+    _, fresh = embed_source(ArrayImageSource(ids, px), effnet, batch_size=2, num_workers=0, progress=False)
     assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)
 
 

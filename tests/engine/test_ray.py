@@ -143,9 +143,7 @@ def test_embedding_on_ray_data_equals_local_and_resumes(ray_engine, tmp_path):
     # resumable: a changed file and a new one are the only work; the rest comes from the cache
     more = _write_images(tmp_path / "images", 31)
     Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(more.paths[0])
-    _ids2, emb2 = embed_with_engine(
-        more, spec, engine=ray_engine, batch_size=8, cache_dir=cache, progress=False
-    )
+    _ids2, emb2 = embed_with_engine(more, spec, engine=ray_engine, batch_size=8, cache_dir=cache, progress=False)
     new_shards = set(_shard_rows(folder)) - set(rows)
     assert sum(_shard_rows(folder)[p] for p in new_shards) == 2  # only the two new images
     assert_allclose(emb2[1:30], emb_ray[1:30], rtol=0, atol=0)
@@ -158,9 +156,7 @@ def test_embedding_on_ray_data_equals_local_and_resumes(ray_engine, tmp_path):
 
 def test_embedding_in_memory_source_on_ray(ray_engine):
     rng = np.random.default_rng(2)
-    source = ArrayImageSource(
-        [f"a{i}" for i in range(12)], rng.integers(0, 256, (12, 20, 20), dtype=np.uint8)
-    )
+    source = ArrayImageSource([f"a{i}" for i in range(12)], rng.integers(0, 256, (12, 20, 20), dtype=np.uint8))
     spec = EncoderSpec("efficientnet-lite0", image_size=32, device="cpu")
     _, local = embed_with_engine(source, spec, batch_size=4, progress=False)
     _, on_ray = embed_with_engine(source, spec, engine=ray_engine, batch_size=4, progress=False)
@@ -176,8 +172,16 @@ def test_cli_engine_ray_matches_local(ray_engine, tmp_path, data):
     pool, ref, _, _ = data
     save_embeddings(tmp_path / "pool.npz", np.array([f"p{i}" for i in range(len(pool))]), pool)
     save_embeddings(tmp_path / "ref.npz", np.array([f"r{i}" for i in range(len(ref))]), ref)
-    common = ["--pool", str(tmp_path / "pool.npz"), "--reference", str(tmp_path / "ref.npz"),
-              "--bandwidth", "4", "--device", "cpu"]
+    common = [
+        "--pool",
+        str(tmp_path / "pool.npz"),
+        "--reference",
+        str(tmp_path / "ref.npz"),
+        "--bandwidth",
+        "4",
+        "--device",
+        "cpu",
+    ]
     assert main(["value", *common, "--out", str(tmp_path / "local.parquet")]) == 0
     assert main(["value", *common, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray"]) == 0
     local = pd.read_parquet(tmp_path / "local.parquet")
@@ -188,8 +192,25 @@ def test_cli_engine_ray_matches_local(ray_engine, tmp_path, data):
     assert len(flags) == len(pool)
     source = _write_images(tmp_path / "imgs", 6)
     out = tmp_path / "emb.npz"
-    assert main(["embed", "--images", str(tmp_path / "imgs"), "--out", str(out), "--image-size",
-                 "32", "--device", "cpu", "--quiet", "--engine", "ray"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--images",
+                str(tmp_path / "imgs"),
+                "--out",
+                str(out),
+                "--image-size",
+                "32",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--engine",
+                "ray",
+            ]
+        )
+        == 0
+    )
     ids, emb = load_embeddings(out)
     _, local_emb = embed_with_engine(
         source, EncoderSpec("efficientnet-lite0", image_size=32, device="cpu"), progress=False
@@ -213,8 +234,7 @@ def test_value_stage_on_ray_equals_local(ray_engine, tmp_path):
 
     for name in ("local", "ray"):
         make_value_project(tmp_path / name)
-    cfg = stage.load({"value": {"method_params": {"bandwidth": 1.5}},
-                      "engine": {"name": "ray", "shard_size": 50}})
+    cfg = stage.load({"value": {"method_params": {"bandwidth": 1.5}}, "engine": {"name": "ray", "shard_size": 50}})
     local = stage.run(cfg.value, tmp_path / "local")
     on_ray = stage.run(cfg.value, tmp_path / "ray", engine=cfg.engine)
     assert ray_engine._ray.is_initialized()  # the stage joined the cluster and left it running
@@ -248,8 +268,12 @@ def test_embed_stage_on_ray_equals_local(ray_engine, tmp_path):
 
     for name in ("local", "ray"):
         make_embed_project(tmp_path / name)
-    cfg = stage.load({"embed": {"image_size": 32, "batch_size": 16, "device": "cpu"},
-                      "engine": {"name": "ray", "embed_shard_size": 64}})
+    cfg = stage.load(
+        {
+            "embed": {"image_size": 32, "batch_size": 16, "device": "cpu"},
+            "engine": {"name": "ray", "embed_shard_size": 64},
+        }
+    )
     local = stage.run(cfg.embed, tmp_path / "local")
     on_ray = stage.run(cfg.embed, tmp_path / "ray", engine=cfg.engine)
     assert ray_engine._ray.is_initialized()

@@ -56,8 +56,9 @@ def _assert_screenshot(png: bytes) -> None:
 
 def test_capstone_report_renders_in_chromium(tmp_path, chromium):
     root = make_report_project(tmp_path)
-    params = report_stage.load({"report": {"title": "Capstone", "audit": False, "screenshot": False},
-                                "value": {"primary": "per_class"}})
+    params = report_stage.load(
+        {"report": {"title": "Capstone", "audit": False, "screenshot": False}, "value": {"primary": "per_class"}}
+    )
     html_path = report_stage.run(params, root)
     check = check_page(html_path, tmp_path / "capstone.png", width=WIDTH, height=HEIGHT, chromium=chromium)
     assert len(check.images) >= 5  # four stage figures + the compute-vs-accuracy figure
@@ -79,8 +80,20 @@ def test_audit_gallery_renders_in_chromium(tmp_path, chromium):
     images = ArrayImageSource(ids, pixels)
     ref_images = ArrayImageSource([f"r{i}" for i in range(12)], rng.integers(0, 255, (12, 14, 14), dtype=np.uint8))
     labels, ref_labels = np.arange(40) % 2, np.arange(12) % 2
-    res = audit(pool, ref, images, ids, labels=labels, reference_labels=ref_labels, reference_images=ref_images,
-                class_names=["Ant", "Bee"], out_dir=tmp_path / "audit", n_lowest=8, n_highest=4, alpha=0.1)
+    res = audit(
+        pool,
+        ref,
+        images,
+        ids,
+        labels=labels,
+        reference_labels=ref_labels,
+        reference_images=ref_images,
+        class_names=["Ant", "Bee"],
+        out_dir=tmp_path / "audit",
+        n_lowest=8,
+        n_highest=4,
+        alpha=0.1,
+    )
     check = check_page(res.html_path, width=WIDTH, height=HEIGHT, chromium=chromium)
     shown = len(re.findall(r"src='data:image/png;base64,", res.html_path.read_text()))
     assert len(check.images) == shown >= 8 + 4 + 1
@@ -100,11 +113,20 @@ def _notebook_html(tmp_path, png: bytes) -> str:
     from nbconvert import HTMLExporter
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-    nb = new_notebook(cells=[
-        new_markdown_cell("# Stage notebook\n\nSome text and $x^2$."),
-        new_code_cell("plot()", execution_count=1, outputs=[new_output(
-            "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"})]),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Stage notebook\n\nSome text and $x^2$."),
+            new_code_cell(
+                "plot()",
+                execution_count=1,
+                outputs=[
+                    new_output(
+                        "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}
+                    )
+                ],
+            ),
+        ]
+    )
     body, _ = HTMLExporter().from_notebook_node(nbformat.from_dict(nb))
     path = tmp_path / "nb.html"
     path.write_text(body)
@@ -177,8 +199,10 @@ def test_browser_module_speaks_no_websocket_itself():
 
 def test_the_check_catches_broken_images_and_console_errors(tmp_path, chromium):
     page = tmp_path / "bad.html"
-    page.write_text("<!doctype html><html><head><title>bad</title></head><body><p>x</p>"
-                    "<img alt='gone' src='missing.png'><script>console.error('boom')</script></body></html>")
+    page.write_text(
+        "<!doctype html><html><head><title>bad</title></head><body><p>x</p>"
+        "<img alt='gone' src='missing.png'><script>console.error('boom')</script></body></html>"
+    )
     check = check_page(page, chromium=chromium)
     assert not check.ok
     assert [img["alt"] for img in check.broken_images] == ["gone"]

@@ -52,9 +52,19 @@ def test_every_section_in_both_formats(tmp_path):
     root = make_report_project(tmp_path, with_noise=True)
     rep = build_capstone(root, "Capstone", primary="per_class")
     html, md = rep.to_html(), rep.to_markdown(root / "reports")
-    for section in ("The challenge", "Datasets and class overlap", "The pipeline", "Valuation results",
-                    "Robustness to noise", "Fine-tuning: curated vs full vs random", "Results across data sizes",
-                    "Compute saved", "Data audit", "Limitations", "Provenance"):
+    for section in (
+        "The challenge",
+        "Datasets and class overlap",
+        "The pipeline",
+        "Valuation results",
+        "Robustness to noise",
+        "Fine-tuning: curated vs full vs random",
+        "Results across data sizes",
+        "Compute saved",
+        "Data audit",
+        "Limitations",
+        "Provenance",
+    ):
         assert f">{section}</h2>" in html and f"## {section}" in md
     assert "src='http" not in html and 'src="http' not in html  # self-contained
     assert "0.850 ± 0.010" in html and "fine-tuning on the pool with added pixel noise" in _text(html).lower()
@@ -109,13 +119,22 @@ def test_data_audit_section_counts_each_issue_type_and_shows_its_scores(tmp_path
     assert "Not run yet" in build_capstone(root).to_html()
     audit_dir = root / "reports" / "audit"
     audit_dir.mkdir(parents=True)
-    pd.DataFrame({"id": ["a", "b", "c", "d"], "value": [0.3, 0.2, 0.1, 0.0], "rank": [1, 2, 3, 4],
-                  "is_corrupted": [False, True, False, False], "is_off_task": [False, False, True, True],
-                  "is_mislabelled": [False, False, False, False], "is_near_duplicate": [False, True, False, True],
-                  "keep": [True, False, False, False]}).to_csv(audit_dir / "flags.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "value": [0.3, 0.2, 0.1, 0.0],
+            "rank": [1, 2, 3, 4],
+            "is_corrupted": [False, True, False, False],
+            "is_off_task": [False, False, True, True],
+            "is_mislabelled": [False, False, False, False],
+            "is_near_duplicate": [False, True, False, True],
+            "keep": [True, False, False, False],
+        }
+    ).to_csv(audit_dir / "flags.csv", index=False)
     text = _text(build_capstone(root).to_html())
     assert "4 samples; flagged 1 corrupted, 2 off-task, 0 mislabelled, 2 near-duplicate; 1 kept" in text
-    pd.DataFrame({"issue_type": ["off_task"], "n_true": [3], "n_flagged": [2], "precision": [1.0],
-                  "recall": [0.667]}).to_csv(root / "reports" / "tables" / "audit_scores.csv", index=False)
+    pd.DataFrame(
+        {"issue_type": ["off_task"], "n_true": [3], "n_flagged": [2], "precision": [1.0], "recall": [0.667]}
+    ).to_csv(root / "reports" / "tables" / "audit_scores.csv", index=False)
     html = build_capstone(root).to_html()
     assert "the audit never read it" in html and "0.667" in html

@@ -30,8 +30,7 @@ def greedy_mmd(cand: np.ndarray, target: np.ndarray, quota: int, sigma: float) -
     """Brute force: each step adds the candidate that makes MMD^2(S, target) smallest."""
     picked: list[int] = []
     for _ in range(quota):
-        scores = [math.inf if j in picked else mmd2(cand[[*picked, j]], target, sigma)
-                  for j in range(cand.shape[0])]
+        scores = [math.inf if j in picked else mmd2(cand[[*picked, j]], target, sigma) for j in range(cand.shape[0])]
         picked.append(int(np.argmin(scores)))
     return picked
 
@@ -52,15 +51,30 @@ def pool():
 def _select(values, k, x, y, ref, y_ref, ids, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return select(values, k, labels=y, ids=ids, reference_labels=y_ref, embeddings=x, reference=ref,
-                      bandwidth=kw.pop("bandwidth", 1.5), device="cpu", **kw)
+        return select(
+            values,
+            k,
+            labels=y,
+            ids=ids,
+            reference_labels=y_ref,
+            embeddings=x,
+            reference=ref,
+            bandwidth=kw.pop("bandwidth", 1.5),
+            device="cpu",
+            **kw,
+        )
 
 
 def test_registered_with_its_parameters():
     cls = POLICIES["gated_cover"]
     assert cls.needs_embeddings and cls.needs_labels
-    assert cls.Params().model_dump() == {"keep": "estimated", "drop_fraction": 0.5, "flag_term": "issues",
-                                         "cover": "pool", "dedup": True}
+    assert cls.Params().model_dump() == {
+        "keep": "estimated",
+        "drop_fraction": 0.5,
+        "flag_term": "issues",
+        "cover": "pool",
+        "dedup": True,
+    }
 
 
 def test_duplicate_radius_and_near_duplicates_match_the_rule():
@@ -75,8 +89,7 @@ def test_duplicate_radius_and_near_duplicates_match_the_rule():
     x[25] = x[11] + 1e-3
     order = rng.permutation(30)
     radius = 0.05
-    want = np.array([any(np.linalg.norm(x[order[i]] - x[order[j]]) < radius for i in range(j))
-                     for j in range(30)])
+    want = np.array([any(np.linalg.norm(x[order[i]] - x[order[j]]) < radius for i in range(j)) for j in range(30)])
     assert_array_equal(gc.near_duplicates(x, order, radius), want)
     assert want.sum() == 3
     old = gc._BLOCK
@@ -179,7 +192,9 @@ def test_estimated_gate_uses_the_calibrated_keep_counts():
     assert m.info["gate_kept"] == res.keep_counts and m.eligible[m.indices].all()
     for c, n_keep in res.keep_counts.items():
         rows = np.flatnonzero(y == c)
-        assert set(np.flatnonzero(m.eligible & (y == c)).tolist()) == set(rows[np.argsort(-other[rows])][:n_keep].tolist())
+        assert set(np.flatnonzero(m.eligible & (y == c)).tolist()) == set(
+            rows[np.argsort(-other[rows])][:n_keep].tolist()
+        )
 
 
 def test_flags_gate_drops_the_flagged_rows(pool):
@@ -197,8 +212,9 @@ def test_quotas_sum_to_k_and_a_small_gate_gives_fewer(pool):
     for k in (7, 30, 61):
         sel = _select(np.zeros(120), k, x, y, ref, y_ref, ids, policy="gated_cover", keep="all")
         assert len(sel) == k == sum(sel.quotas.values()) and len(set(sel.indices.tolist())) == k
-    small = _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="matched",
-                    keep_counts={0: 3, 1: 40, 2: 40})
+    small = _select(
+        np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="matched", keep_counts={0: 3, 1: 40, 2: 40}
+    )
     assert small.quotas == {0: 3, 1: 14, 2: 13} and small.class_counts[0] == 3
 
 
@@ -212,13 +228,16 @@ def test_a_large_class_herds_with_the_blocked_kernels_and_agrees(pool, monkeypat
 
 def test_errors_name_the_parameter_and_the_fix(pool):
     x, y, ref, y_ref, ids = pool
-    with pytest.raises(ValueError, match=r"keep='estimated' needs a valuation result with info\['keep_counts'\].*kairos_calibrated"):
+    with pytest.raises(
+        ValueError, match=r"keep='estimated' needs a valuation result with info\['keep_counts'\].*kairos_calibrated"
+    ):
         _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover")
     with pytest.raises(ValueError, match="keep='matched' needs keep_counts="):
         _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="matched")
     with pytest.raises(ValueError, match="keep_counts has no count for class 2"):
-        _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="matched",
-                keep_counts={0: 5, 1: 5})
+        _select(
+            np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="matched", keep_counts={0: 5, 1: 5}
+        )
     with pytest.raises(ValueError, match="keep='flags' needs a valuation result with a boolean term 'issues'"):
         _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="flags")
     with pytest.raises(ValueError, match="drop_fraction must lie in"):

@@ -128,9 +128,7 @@ def test_herding_is_greedy_mmd_minimisation():
         cand = np.flatnonzero(y_pool == c)
         chosen: list[int] = []
         for p in picks:
-            scores = {
-                i: mmd2(pool[[*chosen, i]], ref[y_ref == c], sigma) for i in cand if i not in chosen
-            }
+            scores = {i: mmd2(pool[[*chosen, i]], ref[y_ref == c], sigma) for i in cand if i not in chosen}
             best = min(scores.values())
             assert scores[p] == pytest.approx(best, abs=1e-6)
             chosen.append(p)
@@ -195,7 +193,9 @@ def test_selection_errors():
         select(vals, 2, policy="per_class")
     with pytest.raises(ValueError, match="needs embeddings"):
         select(vals, 2, policy="herding", labels=np.zeros(5, int))
-    with pytest.raises(ValueError, match=r"unknown selection policy .best.; known: gated_cover, global, herding, per_class"):
+    with pytest.raises(
+        ValueError, match=r"unknown selection policy .best.; known: gated_cover, global, herding, per_class"
+    ):
         select(vals, 2, policy="best")
     with pytest.raises(ValueError, match="NaN/inf at rows"):
         select(np.array([1.0, np.nan]), 1)

@@ -44,18 +44,30 @@ def test_selection_specs_name_the_key():
 
 
 def test_a_selection_spec_may_name_its_own_valuation_method():
-    spec = SelectionSpec.from_mapping("c", {"policy": "gated_cover", "method": "kairos_calibrated", "cover": "random",
-                                            "method_params": {"gates": "label"}})
+    spec = SelectionSpec.from_mapping(
+        "c",
+        {
+            "policy": "gated_cover",
+            "method": "kairos_calibrated",
+            "cover": "random",
+            "method_params": {"gates": "label"},
+        },
+    )
     assert (spec.policy, spec.params, spec.method, spec.method_params) == (
-        "gated_cover", {"cover": "random"}, "kairos_calibrated", {"gates": "label"})
+        "gated_cover",
+        {"cover": "random"},
+        "kairos_calibrated",
+        {"gates": "label"},
+    )
     assert spec.uses("kairos_calibrated", {"gates": "label"}) and not spec.uses("kairos_calibrated")
     plain = SelectionSpec.from_mapping("h", {"policy": "herding"})
     assert plain.method is None and plain.uses("lava")
     with pytest.raises(ParamsError, match=r"c\.method: unknown valuation method 'kairos_calib'"):
         SelectionSpec.from_mapping("c", {"policy": "gated_cover", "method": "kairos_calib"})
     with pytest.raises(ParamsError, match=r"c\.method_params\.gate: unknown key"):
-        SelectionSpec.from_mapping("c", {"policy": "gated_cover", "method": "kairos_calibrated",
-                                         "method_params": {"gate": "label"}})
+        SelectionSpec.from_mapping(
+            "c", {"policy": "gated_cover", "method": "kairos_calibrated", "method_params": {"gate": "label"}}
+        )
     with pytest.raises(ParamsError, match="method_params is given without a method"):
         SelectionSpec.from_mapping("h", {"policy": "herding", "method_params": {"gates": "label"}})
 
@@ -73,7 +85,7 @@ def test_a_new_policy_is_one_class():
             offset: int = 0
 
         def choose(self, ctx: SelectionContext, k: int) -> PolicyChoice:
-            return PolicyChoice(indices=ctx.order[self.params.offset::2][:k], info={"offset": self.params.offset})
+            return PolicyChoice(indices=ctx.order[self.params.offset :: 2][:k], info={"offset": self.params.offset})
 
     try:
         sel = select(np.arange(10.0), 3, policy="toy_every_other", offset=1)

@@ -56,8 +56,11 @@ def test_value_stage_default_engine_is_todays_path(tmp_path):
     params = stage.load({"value": {"method_params": {"bandwidth": 1.5}}}).value
     out = stage.run(params, tmp_path)
     data = load_prepared(tmp_path)
-    direct = value(params.method, ValuationInputs(data.pool_x, data.pool_labels, data.ref_x, data.ref_labels,
-                                                  params.seed, ids=data.pool_ids), params.method_params)
+    direct = value(
+        params.method,
+        ValuationInputs(data.pool_x, data.pool_labels, data.ref_x, data.ref_labels, params.seed, ids=data.pool_ids),
+        params.method_params,
+    )
     assert np.array_equal(out["result"].values, direct.values)
     assert out["metrics"]["engine"] == "local" and out["metrics"]["value_path"] == "local"
     sketched = stage.run(params, tmp_path, engine=EngineParams(sketch_above=50, landmarks=60, shard_size=40))

@@ -24,13 +24,26 @@ pytestmark = [pytest.mark.slow, requires_fashion_mnist]
 
 #: The tiny configuration (nested overrides of params.yaml).
 TINY = {
-    "scenario": {"fashion_mnist": {"pool_per_task_class": 30, "pool_per_offtask_class": 15,
-                                   "reference_per_class": 8, "test_per_class": 15, "pixel_noise_fraction": 0.15}},
+    "scenario": {
+        "fashion_mnist": {
+            "pool_per_task_class": 30,
+            "pool_per_offtask_class": 15,
+            "reference_per_class": 8,
+            "test_per_class": 15,
+            "pixel_noise_fraction": 0.15,
+        }
+    },
     "embed": {"image_size": 64, "batch_size": 32},
     "value": {"budget": 0.3},
     "compare": {"n_seeds": 2},
-    "finetune": {"image_size": 64, "methods": ["lora"], "epochs": 3, "trials": 1, "random_draws": 2,
-                 "size_fractions": [0.5, 1.0]},
+    "finetune": {
+        "image_size": 64,
+        "methods": ["lora"],
+        "epochs": 3,
+        "trials": 1,
+        "random_draws": 2,
+        "size_fractions": [0.5, 1.0],
+    },
 }
 
 
@@ -53,8 +66,14 @@ def _env() -> dict[str, str]:
 
 
 def _dvc(project: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=_env(),
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
@@ -67,8 +86,9 @@ def init_and_repro(dest: Path) -> None:
     start = time.perf_counter()
     result = _dvc(dest, "repro")
     (dest / "first_repro_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}")
-    assert all(f"Running stage '{s}'" in result.stdout for s in
-               ("prepare", "embed", "value", "compare", "finetune", "report"))
+    assert all(
+        f"Running stage '{s}'" in result.stdout for s in ("prepare", "embed", "value", "compare", "finetune", "report")
+    )
 
 
 @pytest.fixture(scope="module")

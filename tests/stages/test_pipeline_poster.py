@@ -28,22 +28,37 @@ from .test_pipeline_e2e import _dvc, init_and_repro
 pytestmark = pytest.mark.slow
 
 CPU_SIZES = [
-    "scenario.inaturalist.reference_per_class=5", "scenario.inaturalist.test_per_class=8",
-    "embed.encoder=torchvision:resnet50", "embed.weights=models/torchvision/resnet50.pth",
-    "embed.image_size=64", "embed.batch_size=32",
+    "scenario.inaturalist.reference_per_class=5",
+    "scenario.inaturalist.test_per_class=8",
+    "embed.encoder=torchvision:resnet50",
+    "embed.weights=models/torchvision/resnet50.pth",
+    "embed.image_size=64",
+    "embed.batch_size=32",
     "value.budget=0.3",
     "compare.methods=[kairos_feature, kairos_class_conditional, knn_shapley, nearest_reference, random]",
-    "compare.settings=[default, gaussian_3, flip_uniform_20, off_task]", "compare.n_seeds=1",
-    "compare.base_size=60", "compare.downstream_settings=[default]", "compare.threads=1",
-    "finetune.image_size=64", "finetune.methods=[lora]", "finetune.epochs=2", "finetune.trials=1",
-    "finetune.random_draws=2", "finetune.batch_size=32", "finetune.size_fractions=[0.5, 1.0]",
-    "finetune.subsets=[full, random, calibrated, oracle]", "finetune.noisy_subsets=[full, calibrated]",
+    "compare.settings=[default, gaussian_3, flip_uniform_20, off_task]",
+    "compare.n_seeds=1",
+    "compare.base_size=60",
+    "compare.downstream_settings=[default]",
+    "compare.threads=1",
+    "finetune.image_size=64",
+    "finetune.methods=[lora]",
+    "finetune.epochs=2",
+    "finetune.trials=1",
+    "finetune.random_draws=2",
+    "finetune.batch_size=32",
+    "finetune.size_fractions=[0.5, 1.0]",
+    "finetune.subsets=[full, random, calibrated, oracle]",
+    "finetune.noisy_subsets=[full, calibrated]",
 ]
 
 
 def _tree_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +77,12 @@ def poster(tmp_path_factory):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
     raw_before = _tree_hashes(dest / "data/raw")
     for args in (["configs/poster.yaml"], [a for item in CPU_SIZES for a in ("--set", item)]):
-        subprocess.run([sys.executable, "scripts/apply_params.py", *args], cwd=dest, check=True,
-                       env={**os.environ, "PYTHONPATH": str(dest / "src")})
+        subprocess.run(
+            [sys.executable, "scripts/apply_params.py", *args],
+            cwd=dest,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(dest / "src")},
+        )
     init_and_repro(dest)
     assert _tree_hashes(dest / "data/raw") == raw_before, "the pipeline changed the user's raw data"
     return dest
@@ -84,8 +103,10 @@ def test_poster_configuration_runs_on_real_file_layouts(poster):
     finetune = json.loads((poster / "reports/metrics/finetune.json").read_text())
     assert finetune["backbone"] == "torchvision:resnet50" and "layer4" in str(finetune["trained_layers"])
     summary = pd.read_csv(poster / "reports/tables/finetune_summary.csv")
-    assert {("original", s) for s in ("full", "random", "calibrated", "oracle")} | {("noisy", "full"), ("noisy", "calibrated")} \
-        <= set(zip(summary["pool"], summary["subset"], strict=True))
+    assert {("original", s) for s in ("full", "random", "calibrated", "oracle")} | {
+        ("noisy", "full"),
+        ("noisy", "calibrated"),
+    } <= set(zip(summary["pool"], summary["subset"], strict=True))
     assert summary["accuracy_mean"].between(0, 1).all()
     settings = pd.read_csv(poster / "reports/tables/compare_noise_settings.csv")
     assert set(settings["setting"]) == {"default", "gaussian_3", "flip_uniform_20", "off_task"}

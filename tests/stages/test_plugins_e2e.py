@@ -65,7 +65,7 @@ class Stride(SelectionPolicy):
         return PolicyChoice(indices=ctx.order[:: self.params.step][:k])
 '''
 
-RUN = '''
+RUN = """
 import json, sys
 from pathlib import Path
 from kairos_curate.stages import embed, finetune, prepare, value
@@ -77,7 +77,7 @@ embed.run(embed.load(params).embed, root)
 value.run(value.load(params).value, root)
 out = finetune.run(finetune.load(params), root)
 print(json.dumps(sorted(set(out["summary"]["subset"]))))
-'''
+"""
 
 
 def test_a_toy_method_and_policy_run_through_value_and_finetune(tmp_path):
@@ -86,18 +86,42 @@ def test_a_toy_method_and_policy_run_through_value_and_finetune(tmp_path):
     (src / "kairos_curate/valuation/toy_reference_mean.py").write_text(textwrap.dedent(TOY_METHOD))
     (src / "kairos_curate/selection/toy_stride.py").write_text(textwrap.dedent(TOY_POLICY))
     params = {
-        "scenario": {"fashion_mnist": {"pool_per_task_class": 20, "pool_per_offtask_class": 10,
-                                       "reference_per_class": 6, "test_per_class": 10}},
+        "scenario": {
+            "fashion_mnist": {
+                "pool_per_task_class": 20,
+                "pool_per_offtask_class": 10,
+                "reference_per_class": 6,
+                "test_per_class": 10,
+            }
+        },
         "embed": {"image_size": 48, "batch_size": 32},
-        "value": {"method": "toy_reference_mean", "method_params": {"power": 2.0}, "budget": 0.3,
-                  "selections": {"strided": {"policy": "toy_stride", "step": 3}}, "primary": "strided"},
-        "finetune": {"image_size": 48, "methods": ["lora"], "epochs": 1, "trials": 1, "random_draws": 1,
-                     "subsets": ["random", "strided"], "noisy_subsets": [], "size_fractions": []},
+        "value": {
+            "method": "toy_reference_mean",
+            "method_params": {"power": 2.0},
+            "budget": 0.3,
+            "selections": {"strided": {"policy": "toy_stride", "step": 3}},
+            "primary": "strided",
+        },
+        "finetune": {
+            "image_size": 48,
+            "methods": ["lora"],
+            "epochs": 1,
+            "trials": 1,
+            "random_draws": 1,
+            "subsets": ["random", "strided"],
+            "noisy_subsets": [],
+            "size_fractions": [],
+        },
     }
     env = {**os.environ, "PYTHONPATH": str(src), "KAIROS_PROGRESS": "0"}
     project = tmp_path / "project"
-    result = subprocess.run([sys.executable, "-c", RUN, json.dumps(params), str(project)], env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN, json.dumps(params), str(project)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["random", "strided"]
     selections = json.loads((project / "data/values/selections.json").read_text())

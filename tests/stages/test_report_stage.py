@@ -11,14 +11,16 @@ from ..fake_datasets import make_report_project
 
 
 def _params(**report_keys):
-    return report.load({"report": {"audit": False, "screenshot": False, **report_keys},
-                        "value": {"primary": "per_class"}})
+    return report.load(
+        {"report": {"audit": False, "screenshot": False, **report_keys}, "value": {"primary": "per_class"}}
+    )
 
 
 def test_full_report_writes_html_markdown_and_the_compute_figure(tmp_path):
     root = make_report_project(tmp_path, with_noise=True)
-    html_path = report.run(_params(title="Capstone", required_metrics=["prepare", "embed", "value", "compare",
-                                                                       "finetune"]), root)
+    html_path = report.run(
+        _params(title="Capstone", required_metrics=["prepare", "embed", "value", "compare", "finetune"]), root
+    )
     html = html_path.read_text()
     assert "<title>Capstone</title>" in html and (root / "reports" / "capstone.md").exists()
     assert (root / "reports" / "figures" / "06_report" / "compute_vs_accuracy.png").exists()

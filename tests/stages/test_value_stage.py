@@ -30,8 +30,11 @@ def test_the_primary_selection_values_with_its_own_method(tmp_path):
     selections = json.loads((tmp_path / "data/values/selections.json").read_text())
     assert selections["method"] == "kairos_class_conditional"
     assert {n: selections[n]["method"] for n in ("global", "per_class", "herding", "calibrated")} == {
-        "global": "kairos_class_conditional", "per_class": "kairos_class_conditional",
-        "herding": "kairos_class_conditional", "calibrated": "kairos_calibrated"}
+        "global": "kairos_class_conditional",
+        "per_class": "kairos_class_conditional",
+        "herding": "kairos_class_conditional",
+        "calibrated": "kairos_calibrated",
+    }
     cal = selections["calibrated"]
     assert cal["policy"] == "gated_cover" and len(cal["ids"]) == selections["k"]
     assert cal["info"]["gate_kept"] and cal["eligible"] <= sum(cal["info"]["gate_kept"].values())

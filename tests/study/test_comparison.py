@@ -17,8 +17,10 @@ from kairos_curate.valuation import ValuationResult
 
 from ..fake_datasets import N_CLASSES, stand_in_features, synthetic_scenario
 
-SELECTIONS = {name: SelectionSpec(name, name, {"drop_fraction": 0.5} if name == "herding" else {})
-              for name in ("global", "per_class", "herding")}
+SELECTIONS = {
+    name: SelectionSpec(name, name, {"drop_fraction": 0.5} if name == "herding" else {})
+    for name in ("global", "per_class", "herding")
+}
 
 
 def test_downstream_rows_oracle_full_and_perfect_values(builder_and_calls):
@@ -49,9 +51,7 @@ def test_downstream_rows_oracle_full_and_perfect_values(builder_and_calls):
     )
     k = round(0.3 * v.y.size)
     assert rows.loc[rows["method"] == "perfect", "bad_share"].eq(0).all()
-    assert (rows.loc[rows["method"] == "random_k", "k"] == k).all() and (
-        rows["method"] == "random_k"
-    ).sum() == 3
+    assert (rows.loc[rows["method"] == "random_k", "k"] == k).all() and (rows["method"] == "random_k").sum() == 3
     oracle = rows[rows["method"].str.startswith("oracle")].iloc[0]
     assert oracle["bad_share"] == 0 and oracle["k"] == k
     full = rows[rows["method"] == "full pool"].iloc[0]
@@ -64,14 +64,30 @@ def test_a_selection_with_its_own_method_runs_once_on_that_method(builder_and_ca
     v = builder.build(parse_setting("mix"), 0)
     ref = sc.table("reference")
     ref_x = stand_in_features(sc.pixels[sc.split_mask("reference")])
-    specs = {"per_class": SELECTIONS["per_class"],
-             "calibrated": SelectionSpec("calibrated", "gated_cover", {}, "kairos_calibrated")}
-    rows = pd.DataFrame(downstream_rows(
-        v, {"a": ValuationResult("a", np.zeros(v.y.size)), "b": ValuationResult("b", np.ones(v.y.size))},
-        ref_x, ref["label"].to_numpy(), lambda x, y: {"accuracy": 1.0, "macro_f1": 1.0}, budget=0.3,
-        selections=specs, random_draws=1, n_classes=N_CLASSES, seed=0, include_baselines=False))
+    specs = {
+        "per_class": SELECTIONS["per_class"],
+        "calibrated": SelectionSpec("calibrated", "gated_cover", {}, "kairos_calibrated"),
+    }
+    rows = pd.DataFrame(
+        downstream_rows(
+            v,
+            {"a": ValuationResult("a", np.zeros(v.y.size)), "b": ValuationResult("b", np.ones(v.y.size))},
+            ref_x,
+            ref["label"].to_numpy(),
+            lambda x, y: {"accuracy": 1.0, "macro_f1": 1.0},
+            budget=0.3,
+            selections=specs,
+            random_draws=1,
+            n_classes=N_CLASSES,
+            seed=0,
+            include_baselines=False,
+        )
+    )
     assert sorted(zip(rows["method"], rows["policy"], strict=True)) == [
-        ("a", "per_class"), ("b", "per_class"), ("kairos_calibrated", "calibrated")]
+        ("a", "per_class"),
+        ("b", "per_class"),
+        ("kairos_calibrated", "calibrated"),
+    ]
     assert (rows["k"] == round(0.3 * v.y.size)).all()
 
 
@@ -84,22 +100,42 @@ def test_run_writes_every_declared_table(tmp_path, monkeypatch):
     feats = stand_in_features(sc.pixels)
     for split in ("pool", "reference", "test"):
         m = sc.split_mask(split)
-        save_embeddings(
-            tmp_path / f"data/embeddings/{split}.npz", sc.samples.loc[m, "id"], feats[m]
-        )
+        save_embeddings(tmp_path / f"data/embeddings/{split}.npz", sc.samples.loc[m, "id"], feats[m])
     monkeypatch.setattr(compare, "_encoder", lambda params, base: lambda ids, px: stand_in_features(px))
-    params = compare.load({
-        "compare": dict(
-            methods=["kairos_feature", "kairos_class_conditional", "knn_shapley", "lava", "confident_learning",
-                     "random"],
-            settings=["default", "gaussian_1", "flip_uniform_20", "off_task", "mix"],
-            n_seeds=2, seed=0, base_size=90, noise_fraction=0.2, random_draws=2,
-            downstream_settings=["default", "mix"], removal_setting="mix", removal_fractions=[0, 0.25],
-            probe_dim=8, threads=1),
-        "embed": dict(encoder="fake", image_size=8, batch_size=8, device="cpu"),
-        "value": {"budget": 0.3, "selections": {"global": {"policy": "global"}, "per_class": {"policy": "per_class"},
-                                                "herding": {"policy": "herding", "drop_fraction": 0.5}}},
-    })
+    params = compare.load(
+        {
+            "compare": dict(
+                methods=[
+                    "kairos_feature",
+                    "kairos_class_conditional",
+                    "knn_shapley",
+                    "lava",
+                    "confident_learning",
+                    "random",
+                ],
+                settings=["default", "gaussian_1", "flip_uniform_20", "off_task", "mix"],
+                n_seeds=2,
+                seed=0,
+                base_size=90,
+                noise_fraction=0.2,
+                random_draws=2,
+                downstream_settings=["default", "mix"],
+                removal_setting="mix",
+                removal_fractions=[0, 0.25],
+                probe_dim=8,
+                threads=1,
+            ),
+            "embed": dict(encoder="fake", image_size=8, batch_size=8, device="cpu"),
+            "value": {
+                "budget": 0.3,
+                "selections": {
+                    "global": {"policy": "global"},
+                    "per_class": {"policy": "per_class"},
+                    "herding": {"policy": "herding", "drop_fraction": 0.5},
+                },
+            },
+        }
+    )
     out = compare.run(params, root=tmp_path)
     tables = tmp_path / "reports/tables"
     det = pd.read_csv(tables / "compare_detection.csv")
@@ -154,6 +190,14 @@ def test_plan_rejects_settings_it_does_not_run():
     from kairos_curate.study.comparison import ComparisonPlan
 
     with pytest.raises(ValueError, match="downstream_settings"):
-        ComparisonPlan(methods=["kairos_feature"], settings=[parse_setting("default")], seeds=[0],
-                       downstream_settings=["mix"], removal_setting="default", removal_fractions=[0.0],
-                       selections=SELECTIONS, budget=0.2, random_draws=1)
+        ComparisonPlan(
+            methods=["kairos_feature"],
+            settings=[parse_setting("default")],
+            seeds=[0],
+            downstream_settings=["mix"],
+            removal_setting="default",
+            removal_fractions=[0.0],
+            selections=SELECTIONS,
+            budget=0.2,
+            random_draws=1,
+        )

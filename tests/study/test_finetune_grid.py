@@ -28,8 +28,13 @@ def test_leakage_by_id_is_caught(small_scenario):
     leaky = small_scenario.samples.copy()
     test_id = leaky.loc[leaky["split"] == "test", "id"].iloc[0]
     leaky.loc[leaky.index[leaky["split"] == "pool"][0], "id"] = test_id
-    broken = type(small_scenario)(samples=leaky, pixels=small_scenario.pixels, truth=small_scenario.truth,
-                                  class_names=small_scenario.class_names, info=small_scenario.info)
+    broken = type(small_scenario)(
+        samples=leaky,
+        pixels=small_scenario.pixels,
+        truth=small_scenario.truth,
+        class_names=small_scenario.class_names,
+        info=small_scenario.info,
+    )
     with pytest.raises(RuntimeError, match="ids in both test and pool"):
         check_no_leakage(broken)
 
@@ -40,8 +45,13 @@ def test_leakage_by_pixels_is_caught(small_scenario):
     ref_row = np.flatnonzero(small_scenario.split_mask("reference"))[0]
     test_row = np.flatnonzero(small_scenario.split_mask("test"))[0]
     pixels[test_row] = pixels[ref_row]
-    broken = type(small_scenario)(samples=small_scenario.samples, pixels=pixels, truth=small_scenario.truth,
-                                  class_names=small_scenario.class_names, info=small_scenario.info)
+    broken = type(small_scenario)(
+        samples=small_scenario.samples,
+        pixels=pixels,
+        truth=small_scenario.truth,
+        class_names=small_scenario.class_names,
+        info=small_scenario.info,
+    )
     with pytest.raises(RuntimeError, match="content hash"):
         check_no_leakage(broken)
 
@@ -53,8 +63,15 @@ def _selections(ids):
 def test_subsets_only_hold_pool_rows_and_oracle_only_clean_ones():
     ids = np.array([f"p{i}" for i in range(20)])
     truth = pd.DataFrame({"id": ids, "noisy": [i % 3 == 0 for i in range(20)]})
-    built = build_subsets(["full", "random", "per_class", "global", "oracle"], _selections(ids),
-                          ids, k=5, random_draws=4, seed=0, truth=truth)
+    built = build_subsets(
+        ["full", "random", "per_class", "global", "oracle"],
+        _selections(ids),
+        ids,
+        k=5,
+        random_draws=4,
+        seed=0,
+        truth=truth,
+    )
     subsets = {s.name: s for s in built}
     assert [s.kind for s in built] == ["full", "random", "curated", "curated", "oracle"]
     assert np.array_equal(subsets["full"].draws[0], np.arange(20))
@@ -72,19 +89,31 @@ def test_subsets_only_hold_pool_rows_and_oracle_only_clean_ones():
 
 def test_subset_errors_say_what_is_missing():
     ids = np.array(["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"'herding' is neither full, random, oracle nor a selection .*has global, per_class"):
+    with pytest.raises(
+        ValueError, match=r"'herding' is neither full, random, oracle nor a selection .*has global, per_class"
+    ):
         build_subsets(["herding"], _selections(ids), ids, 2, 1, 0, None)
     with pytest.raises(ValueError, match="truth"):
         build_subsets(["oracle"], {}, ids, 2, 1, 0, None)
 
 
 def test_summary_is_mean_and_sample_std_over_runs():
-    runs = pd.DataFrame({
-        "pool": "original", "subset": ["random"] * 3 + ["full"], "kind": ["random"] * 3 + ["full"], "fraction": 1.0,
-        "method": ["lora"] * 4, "n_selected": [5, 5, 5, 20], "uses_ground_truth": False,
-        "accuracy": [0.5, 0.6, 0.7, 0.9], "macro_f1": [0.4, 0.5, 0.6, 0.8], "auc": [0.8, 0.8, 0.8, 0.9],
-        "train_time_s": [1.0, 2.0, 3.0, 10.0], "trainable_params": [7] * 4,
-    })
+    runs = pd.DataFrame(
+        {
+            "pool": "original",
+            "subset": ["random"] * 3 + ["full"],
+            "kind": ["random"] * 3 + ["full"],
+            "fraction": 1.0,
+            "method": ["lora"] * 4,
+            "n_selected": [5, 5, 5, 20],
+            "uses_ground_truth": False,
+            "accuracy": [0.5, 0.6, 0.7, 0.9],
+            "macro_f1": [0.4, 0.5, 0.6, 0.8],
+            "auc": [0.8, 0.8, 0.8, 0.9],
+            "train_time_s": [1.0, 2.0, 3.0, 10.0],
+            "trainable_params": [7] * 4,
+        }
+    )
     summary, sweep = summarise_grid(runs)
     assert sweep.empty
     summary = summary.set_index("subset")

@@ -30,33 +30,49 @@ def test_gap_closed_is_the_share_of_the_random_to_oracle_gap():
 
 
 def test_within_noise_is_mixed():
-    summary = pd.DataFrame([summary_row("random", "lora", 80, 0.70, 0.7, 0.9, 8.0, std=0.05),
-                            summary_row("per_class", "lora", 80, 0.72, 0.7, 0.9, 8.0, std=0.05)])
+    summary = pd.DataFrame(
+        [
+            summary_row("random", "lora", 80, 0.70, 0.7, 0.9, 8.0, std=0.05),
+            summary_row("per_class", "lora", 80, 0.72, 0.7, 0.9, 8.0, std=0.05),
+        ]
+    )
     box = key_results(summary, primary="per_class", method="lora")
     assert box.tone == "mixed" and "within noise" in box.headline
 
 
 def test_key_results_name_a_missing_primary_and_fall_back():
-    summary = pd.DataFrame([summary_row("random", "lora", 80, 0.70, 0.7, 0.9, 8.0),
-                            summary_row("per_class", "lora", 80, 0.80, 0.8, 0.9, 8.0)])
+    summary = pd.DataFrame(
+        [
+            summary_row("random", "lora", 80, 0.70, 0.7, 0.9, 8.0),
+            summary_row("per_class", "lora", 80, 0.80, 0.8, 0.9, 8.0),
+        ]
+    )
     box = key_results(summary, primary="herding", method="partial")
     assert "selection `herding` not in the results; showing `per_class`" in box.lines[-1]
     assert "method `partial` not in the results; showing `lora`" in box.lines[-1]
 
 
 def test_compute_saved_ratios():
-    summary = pd.DataFrame([summary_row("full", "lora", 400, 0.8, 0.8, 0.98, 40.0),
-                            summary_row("per_class", "lora", 80, 0.85, 0.84, 0.97, 8.0)])
+    summary = pd.DataFrame(
+        [
+            summary_row("full", "lora", 400, 0.8, 0.8, 0.98, 40.0),
+            summary_row("per_class", "lora", 80, 0.85, 0.84, 0.97, 8.0),
+        ]
+    )
     saved = compute_saved(summary)
     assert len(saved) == 1
     row = saved.iloc[0]
-    np.testing.assert_allclose([row["speed-up"], row["time saved"], row["AUC retained"], row["F1 - full F1"]],
-                               [5.0, 0.8, 0.97 / 0.98, 0.04], rtol=1e-12)
+    np.testing.assert_allclose(
+        [row["speed-up"], row["time saved"], row["AUC retained"], row["F1 - full F1"]],
+        [5.0, 0.8, 0.97 / 0.98, 0.04],
+        rtol=1e-12,
+    )
 
 
 def _sweep(*rows: tuple[float, int, float, float]) -> pd.DataFrame:
-    return pd.DataFrame([summary_row("per_class", "lora", n, acc, 0.8, 0.9, t, kind="sweep", fraction=f)
-                         for f, n, acc, t in rows])
+    return pd.DataFrame(
+        [summary_row("per_class", "lora", n, acc, 0.8, 0.9, t, kind="sweep", fraction=f) for f, n, acc, t in rows]
+    )
 
 
 def test_sweep_sentence_picks_the_smallest_fraction_within_level():

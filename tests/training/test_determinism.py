@@ -80,8 +80,14 @@ def _run(threads: int, pin: bool, omp: str | None, host_caps: dict[str, str] | N
     if omp is not None:
         env.update(OMP_NUM_THREADS=omp, MKL_NUM_THREADS=omp)
     env.update(host_caps or {})
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(threads), "pin" if pin else "native"],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(threads), "pin" if pin else "native"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -167,8 +173,7 @@ def test_stem_features_do_not_depend_on_the_batch_an_image_falls_in():
     rng = np.random.default_rng(1)
     source = ArrayImageSource([f"i{k}" for k in range(40)], rng.integers(0, 256, (40, 20, 20), dtype=np.uint8))
     whole = compute_stem_features(backbone, source, batch_size=16, progress=False, threads=1)
-    tail = compute_stem_features(backbone, source.subset(np.arange(37, 40)), batch_size=16, progress=False,
-                                 threads=1)
+    tail = compute_stem_features(backbone, source.subset(np.arange(37, 40)), batch_size=16, progress=False, threads=1)
     assert torch.equal(whole[37:], tail)
 
 

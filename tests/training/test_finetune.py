@@ -68,7 +68,7 @@ def _toy_data(lite0, n=48, classes=3):
     labels = np.arange(n) % classes
     pixels = np.zeros((n, 28, 28), np.uint8)
     for i, c in enumerate(labels):  # a bright bar whose position depends on the class
-        pixels[i, 4 + 8 * c: 10 + 8 * c, 4:24] = 200 + rng.integers(0, 50)
+        pixels[i, 4 + 8 * c : 10 + 8 * c, 4:24] = 200 + rng.integers(0, 50)
     source = ArrayImageSource([f"s{i}" for i in range(n)], pixels)
     return compute_stem_features(lite0, source, progress=False), labels
 
@@ -87,8 +87,17 @@ def test_same_seed_same_metrics_and_learning_happens(lite0):
 
 def test_partial_unfreezing_trains_the_whole_tail(lite0):
     features, labels = _toy_data(lite0)
-    res = train_run(lite0, features, labels, np.arange(36), features[36:], labels[36:], 3,
-                    FinetuneConfig(method="partial", epochs=2, batch_size=16), seed=0)
+    res = train_run(
+        lite0,
+        features,
+        labels,
+        np.arange(36),
+        features[36:],
+        labels[36:],
+        3,
+        FinetuneConfig(method="partial", epochs=2, batch_size=16),
+        seed=0,
+    )
     tail = lite0.make_tail(3)
     assert res.trainable_params == sum(p.numel() for p in tail.parameters())
 
@@ -113,8 +122,9 @@ def test_resnet50_random_init_with_lora_regex():
     with torch.no_grad():
         feats = backbone.stem(x)
     assert feats.shape == (6, 1024, 2, 2)
-    config = FinetuneConfig(method="lora", lora_rank=2, lora_targets=r"^(fc|layer4\.\d+\.conv\d)$", epochs=1,
-                            batch_size=4)
+    config = FinetuneConfig(
+        method="lora", lora_rank=2, lora_targets=r"^(fc|layer4\.\d+\.conv\d)$", epochs=1, batch_size=4
+    )
     tail = _prepare_tail(backbone, 2, config)
     wrapped = [n for n, _ in tail.named_modules() if n.endswith("conv1.lora_A")]
     assert len(wrapped) == 3  # one per layer4 bottleneck, not every module ending in conv1

@@ -69,9 +69,7 @@ def test_label_distances_match_exhaustive_assignment():
     for a, b in itertools.product(range(2), range(2)):
         xa, zb = x[y == a], z[y == b]
         cost = ((xa[:, None, :] - zb[None, :, :]) ** 2).sum(-1)
-        best = min(
-            np.mean([cost[i, p[i]] for i in range(3)]) for p in itertools.permutations(range(3))
-        )
+        best = min(np.mean([cost[i, p[i]] for i in range(3)]) for p in itertools.permutations(range(3)))
         assert_allclose(w[a, b], best, rtol=1e-10)
 
 
@@ -170,9 +168,7 @@ def test_random_is_seeded_and_chance_level(flipped_case):
     x, y, ref, y_ref, _ = flipped_case
     v0 = value("random", ValuationInputs(x, y, ref, y_ref, seed=0)).values
     assert_allclose(v0, value("random", ValuationInputs(x, y, ref, y_ref, seed=0)).values)
-    assert not np.allclose(
-        v0, value("random", ValuationInputs(x, y, ref, y_ref, seed=1)).values
-    )
+    assert not np.allclose(v0, value("random", ValuationInputs(x, y, ref, y_ref, seed=1)).values)
     assert METHODS["random"].seeded and not METHODS["kairos_feature"].seeded
 
 

@@ -81,8 +81,7 @@ def test_smoothed_p_by_class_and_leave_one_out_match_loops():
     t, codes = rng.normal(size=12), np.tile([0, 1, 2], 4)
     want = [smoothed_p_loop(t[i], ref[ref_c == codes[i]].tolist()) for i in range(12)]
     assert_allclose(smoothed_p_by_class(t, codes, ref, ref_c), want, rtol=1e-12)
-    loo = [smoothed_p_loop(ref[i], [ref[j] for j in range(15) if j != i and ref_c[j] == ref_c[i]])
-           for i in range(15)]
+    loo = [smoothed_p_loop(ref[i], [ref[j] for j in range(15) if j != i and ref_c[j] == ref_c[i]]) for i in range(15)]
     assert_allclose(smoothed_loo_p(ref, ref_c), loo, rtol=1e-12)
 
 
@@ -106,8 +105,7 @@ def test_label_statistics_match_brute_force(small):
     lab, rlab = label_statistics(x, y, z, yr, s)
 
     def posterior(u, shown, skip=None):
-        means = [np.mean([k(u, z[j], s) for j in range(z.shape[0]) if yr[j] == c and j != skip])
-                 for c in range(3)]
+        means = [np.mean([k(u, z[j], s) for j in range(z.shape[0]) if yr[j] == c and j != skip]) for c in range(3)]
         return math.log(means[shown]) - math.log(sum(means))
 
     assert_allclose(lab, [posterior(x[i], y[i]) for i in range(x.shape[0])], atol=1e-12)
@@ -124,8 +122,7 @@ def test_label_bandwidth_maximises_the_reference_leave_one_out_likelihood(small)
     def loo_loglik(s):
         total = 0.0
         for i in range(z.shape[0]):
-            means = [np.mean([k(z[i], z[j], s) for j in range(z.shape[0]) if yr[j] == c and j != i])
-                     for c in range(3)]
+            means = [np.mean([k(z[i], z[j], s) for j in range(z.shape[0]) if yr[j] == c and j != i]) for c in range(3)]
             total += math.log(means[yr[i]]) - math.log(sum(means))
         return total / z.shape[0]
 

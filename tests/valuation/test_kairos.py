@@ -208,9 +208,7 @@ def test_incremental_update_equals_full_recompute(data, mode):
     if mode is not None:
         assert_allclose(inc.label_term, full.label_term, rtol=1e-5, atol=1e-7)
     # and against the float64 brute force
-    assert_allclose(
-        inc.a, rbf(pool, pool, 1.5).mean(1) if mode != "class_conditional" else full.a, rtol=1e-5
-    )
+    assert_allclose(inc.a, rbf(pool, pool, 1.5).mean(1) if mode != "class_conditional" else full.a, rtol=1e-5)
 
 
 def test_median_bandwidth_convention():
@@ -238,9 +236,7 @@ def test_rff_converges_to_exact_as_d_grows(data):
     for n_features in (64, 1024, 16384):
         e, r = [], []
         for seed in range(3):
-            approx = rff_kairos_values(
-                pool, ref, 1.5, n_features=n_features, seed=seed, device="cpu"
-            )
+            approx = rff_kairos_values(pool, ref, 1.5, n_features=n_features, seed=seed, device="cpu")
             assert approx.backend == "rff"
             e.append(np.abs(approx.b - exact.b).max() + np.abs(approx.a - exact.a).max())
             r.append(spearmanr(approx.values, exact.values).statistic)
@@ -283,8 +279,7 @@ def brute_shapley(pool, y_pool, z, y_z, k):
             w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
             for s in itertools.combinations(others, size):
                 phi[i] += w * (
-                    knn_utility([*s, i], pool, y_pool, z, y_z, k)
-                    - knn_utility(list(s), pool, y_pool, z, y_z, k)
+                    knn_utility([*s, i], pool, y_pool, z, y_z, k) - knn_utility(list(s), pool, y_pool, z, y_z, k)
                 )
     return phi
 

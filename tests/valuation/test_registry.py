@@ -24,8 +24,15 @@ def inputs() -> ValuationInputs:
     rng = np.random.default_rng(0)
     y, y_ref = np.repeat([0, 1, 2], 20), np.repeat([0, 1, 2], 6)
     centres = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
-    return ValuationInputs(centres[y] + rng.normal(size=(60, 3)), y, centres[y_ref] + rng.normal(size=(18, 3)),
-                           y_ref, seed=0, ids=np.array([f"s{i:02d}" for i in range(60)]), device="cpu")
+    return ValuationInputs(
+        centres[y] + rng.normal(size=(60, 3)),
+        y,
+        centres[y_ref] + rng.normal(size=(18, 3)),
+        y_ref,
+        seed=0,
+        ids=np.array([f"s{i:02d}" for i in range(60)]),
+        device="cpu",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -86,9 +86,7 @@ def test_sharded_local_matches_brute_force(small, mode):
         .update(pool[70:], y[70:])
         .result()
     )
-    exact = kairos_values(
-        pool, ref, sigma, pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu"
-    )
+    exact = kairos_values(pool, ref, sigma, pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu")
     assert_allclose(res.values, exact.values, rtol=0, atol=1e-6)
     assert_allclose(res.mmd2, exact.mmd2, rtol=1e-6)
     if mode == "class_conditional":
@@ -116,9 +114,7 @@ def test_nystrom_with_every_point_as_landmark_is_exact(small, mode):
         shard_size=50,
     )
     res = state.update(pool, y).result()
-    exact = kairos_values(
-        pool, ref, sigma, pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu"
-    )
+    exact = kairos_values(pool, ref, sigma, pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu")
     assert res.backend == "nystrom" and res.info["rank"] == len(pool) + len(ref)
     assert_allclose(res.a, exact.a, rtol=0, atol=1e-6)
     assert_allclose(res.b, exact.b, rtol=0, atol=1e-6)
@@ -131,16 +127,12 @@ def test_nystrom_error_bound_holds(small, mode):
     sigma = 1.5
     lm = select_landmarks(pool, ref, 24, seed=2)
     res = (
-        NystromKairosState(
-            ref, sigma, lm, reference_labels=y_ref, label_mode=mode, bounds=True, device="cpu"
-        )
+        NystromKairosState(ref, sigma, lm, reference_labels=y_ref, label_mode=mode, bounds=True, device="cpu")
         .update(pool[:90], y[:90])
         .update(pool[90:], y[90:])
         .result()
     )
-    exact = kairos_values(
-        pool, ref, sigma, pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu"
-    )
+    exact = kairos_values(pool, ref, sigma, pool_labels=y, reference_labels=y_ref, label_mode=mode, device="cpu")
     key = "value_bound" if mode is None else "value_bound_cc"
     err = np.abs(res.values - exact.values)
     assert err.max() > 1e-4  # a real approximation
@@ -246,8 +238,7 @@ def test_cli_value_nystrom_and_engine_errors(tmp_path, capsys):
     pool, ref = rng.normal(size=(120, 4)), rng.normal(size=(30, 4))
     save_embeddings(tmp_path / "p.npz", np.array([f"p{i}" for i in range(120)]), pool)
     save_embeddings(tmp_path / "r.npz", np.array([f"r{i}" for i in range(30)]), ref)
-    common = ["value", "--pool", str(tmp_path / "p.npz"), "--reference", str(tmp_path / "r.npz"),
-              "--device", "cpu"]
+    common = ["value", "--pool", str(tmp_path / "p.npz"), "--reference", str(tmp_path / "r.npz"), "--device", "cpu"]
     assert main([*common, "--out", str(tmp_path / "v.csv"), "--method", "nystrom", "--landmarks", "150"]) == 0
     capsys.readouterr()
     # a fresh --out each time: an existing output is refused before the engine options are read

@@ -32,19 +32,28 @@ def add_force_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help=f"replace {what} if it already exists (never an input file); without it an "
-        "existing output is an error",
+        help=f"replace {what} if it already exists (never an input file); without it an existing output is an error",
     )
 
 
-def check_fraction(value: float | None, flag: str, *, low: float = 0.0, high: float = 1.0,
-                   low_open: bool = False, high_open: bool = False) -> None:
+def check_fraction(
+    value: float | None,
+    flag: str,
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """Raise unless ``value`` (when given) is a finite number in the interval."""
     if value is None:
         return
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    ok = math.isfinite(value) and (value > low if low_open else value >= low) and (
-        value < high if high_open else value <= high)
+    ok = (
+        math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
     if not ok:
         raise ValueError(f"{flag} must lie in {interval}, got {value:g}")
 
@@ -67,8 +76,7 @@ def check_device(device: str, flag: str = "--device") -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"{flag} cuda: no CUDA device is available here; use {flag} cpu "
-                             f"or {flag} auto")
+            raise ValueError(f"{flag} cuda: no CUDA device is available here; use {flag} cpu or {flag} auto")
 
 
 def check_inputs_exist(inputs: dict[str, Path | None]) -> None:
@@ -83,8 +91,10 @@ def check_inputs_exist(inputs: dict[str, Path | None]) -> None:
 def check_same_dimension(pool: Any, reference: Any, pool_path: Path, reference_path: Path) -> None:
     """Raise when pool and reference embeddings have different widths (different encoders)."""
     if pool.shape[1] != reference.shape[1]:
-        raise ValueError(f"--pool has dimension {pool.shape[1]} ({pool_path}) but --reference has "
-                         f"{reference.shape[1]} ({reference_path}); embed both with the same encoder")
+        raise ValueError(
+            f"--pool has dimension {pool.shape[1]} ({pool_path}) but --reference has "
+            f"{reference.shape[1]} ({reference_path}); embed both with the same encoder"
+        )
 
 
 def check_not_constant(matrix: Any, flag: str, path: Path) -> None:
@@ -92,8 +102,10 @@ def check_not_constant(matrix: Any, flag: str, path: Path) -> None:
     import numpy as np
 
     if matrix.shape[0] > 1 and float(np.ptp(matrix, axis=0).max()) == 0.0:
-        raise ValueError(f"{flag} {path}: all {matrix.shape[0]} rows are the same embedding, so there is "
-                         "nothing to value or rank; were the images blank or identical? re-embed them")
+        raise ValueError(
+            f"{flag} {path}: all {matrix.shape[0]} rows are the same embedding, so there is "
+            "nothing to value or rank; were the images blank or identical? re-embed them"
+        )
 
 
 def progress_enabled(choice: bool | None, stream: Any) -> bool:

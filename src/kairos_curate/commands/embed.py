@@ -30,8 +30,13 @@ from kairos_curate.readers import IMAGE_SUFFIXES, open_images
 __all__ = ["IMAGE_SUFFIXES", "handle", "open_images", "register"]
 
 #: Library argument names -> the flags of this command (for messages from the library).
-FLAG_NAMES = {"cache_dir": "--cache-dir", "batch_size": "--batch-size", "num_workers": "--workers",
-              "image_size": "--image-size", "flush_seconds": "--flush-seconds"}
+FLAG_NAMES = {
+    "cache_dir": "--cache-dir",
+    "batch_size": "--batch-size",
+    "num_workers": "--workers",
+    "image_size": "--image-size",
+    "flush_seconds": "--flush-seconds",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -60,35 +65,39 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--encoder",
         default="efficientnet-lite0",
-        help="efficientnet-lite0 (default) | open_clip:<arch>, e.g. open_clip:ViT-L-14 | "
-        "torchvision:resnet50",
+        help="efficientnet-lite0 (default) | open_clip:<arch>, e.g. open_clip:ViT-L-14 | torchvision:resnet50",
     )
     parser.add_argument("--weights", type=Path, default=None, help="local checkpoint file")
-    parser.add_argument(
-        "--image-size", type=int, default=None, help="network input side (default: the model's)"
-    )
+    parser.add_argument("--image-size", type=int, default=None, help="network input side (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--workers", type=int, default=None, help="data-loader worker processes (default: auto)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="data-loader worker processes (default: auto)"
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the encoder runs; auto = CUDA if available (default)",
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where the encoder runs; auto = CUDA if available (default)")
-    parser.add_argument(
-        "--no-normalize", action="store_true", help="keep raw features (no L2 normalisation)"
-    )
+    parser.add_argument("--no-normalize", action="store_true", help="keep raw features (no L2 normalisation)")
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument(
-        "--cache-dir", type=Path, default=None,
+        "--cache-dir",
+        type=Path,
+        default=None,
         help="embedding cache folder (default: $KAIROS_CACHE_DIR/embeddings, else "
         "$XDG_CACHE_HOME/kairos-curate/embeddings, i.e. ~/.cache/kairos-curate/embeddings)",
     )
-    cache.add_argument("--no-cache", action="store_true",
-                       help="do not read or write the cache (an interrupted run starts over)")
-    parser.add_argument("--flush-seconds", type=float, default=5.0,
-                        help="write finished embeddings to the cache at least this often, in seconds "
-                        "(default 5)")
+    cache.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the cache (an interrupted run starts over)"
+    )
     parser.add_argument(
-        "--skip-unreadable", action="store_true",
+        "--flush-seconds",
+        type=float,
+        default=5.0,
+        help="write finished embeddings to the cache at least this often, in seconds (default 5)",
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
         help="embed every readable image and list the unreadable ones (id, path, reason) in "
         "<out stem>.unreadable.csv; without it the first unreadable image stops the run "
         "(finished work stays cached)",
@@ -118,19 +127,23 @@ def _validate(args: argparse.Namespace) -> Path | None:
         check_input_file(args.weights, "--weights", "checkpoint file")
     images: Path = args.images
     if not images.exists():
-        raise FileNotFoundError(f"--images {images} does not exist; pass a folder of images or an "
-                                ".npz with arrays ids and pixels")
+        raise FileNotFoundError(
+            f"--images {images} does not exist; pass a folder of images or an .npz with arrays ids and pixels"
+        )
     if not images.is_dir() and images.suffix.lower() != ".npz":
         raise ValueError(f"--images must be a .npz file or a folder of images; got {images}")
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
-        raise ValueError(f"--cache-dir {cache_dir} is a file, not a folder; give a folder (it is "
-                         "created if missing) or --no-cache")
+        raise ValueError(
+            f"--cache-dir {cache_dir} is a file, not a folder; give a folder (it is created if missing) or --no-cache"
+        )
     if cache_dir is not None:
         existing = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
         if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
-            raise ValueError(f"--cache-dir {cache_dir} cannot be created or written ({existing} is not a "
-                             "writable folder); give another --cache-dir, set KAIROS_CACHE_DIR, or --no-cache")
+            raise ValueError(
+                f"--cache-dir {cache_dir} cannot be created or written ({existing} is not a "
+                "writable folder); give another --cache-dir, set KAIROS_CACHE_DIR, or --no-cache"
+            )
     inputs: dict[str, Path | None] = {"--images": images, "--weights": args.weights}
     outputs = {"--out": args.out}
     if args.skip_unreadable:
@@ -152,14 +165,27 @@ def handle(args: argparse.Namespace) -> int:
     if engine.name != "local":
         from kairos_curate.engine.embedding import EncoderSpec, embed_with_engine
 
-        spec = EncoderSpec(args.encoder, weights=None if args.weights is None else str(args.weights),
-                           image_size=args.image_size, device=args.device)
+        spec = EncoderSpec(
+            args.encoder,
+            weights=None if args.weights is None else str(args.weights),
+            image_size=args.image_size,
+            device=args.device,
+        )
         start = time.perf_counter()
-        ids, emb = embed_with_engine(source, spec, engine=engine, batch_size=args.batch_size,
-                                     normalize=not args.no_normalize, cache_dir=cache_dir, progress=not args.quiet)
+        ids, emb = embed_with_engine(
+            source,
+            spec,
+            engine=engine,
+            batch_size=args.batch_size,
+            normalize=not args.no_normalize,
+            cache_dir=cache_dir,
+            progress=not args.quiet,
+        )
         save_embeddings(args.out, ids, emb)
-        print(f"embedded {len(ids)} images with {args.encoder} on Ray Data in "
-              f"{time.perf_counter() - start:.1f}s -> {args.out}")
+        print(
+            f"embedded {len(ids)} images with {args.encoder} on Ray Data in "
+            f"{time.perf_counter() - start:.1f}s -> {args.out}"
+        )
         return 0
 
     stats = EmbedStats()
@@ -168,13 +194,13 @@ def handle(args: argparse.Namespace) -> int:
         done = stats.from_cache + stats.written
         if cache_dir is None:
             return f"{stats.computed} of {stats.total} images were embedded but not kept (--no-cache)"
-        return (f"{done} of {stats.total} images are cached in {cache_dir}; run the same command "
-                "again to embed only the rest")
+        return (
+            f"{done} of {stats.total} images are cached in {cache_dir}; run the same command "
+            "again to embed only the rest"
+        )
 
     args.interrupt_note = interrupt_note
-    encoder = load_encoder(
-        args.encoder, weights=args.weights, image_size=args.image_size, device=args.device
-    )
+    encoder = load_encoder(args.encoder, weights=args.weights, image_size=args.image_size, device=args.device)
     start = time.perf_counter()
     try:
         report = embed_images(
@@ -192,14 +218,19 @@ def handle(args: argparse.Namespace) -> int:
     except OSError as err:
         if not stats.failures:  # not an image's fault (e.g. the disk): report it as it is
             raise
-        kept = (f"; the {stats.from_cache + stats.written} images embedded so far are cached in "
-                f"{cache_dir} and a re-run resumes" if cache_dir is not None else "")
-        raise type(err)(f"{err}{kept}; or pass --skip-unreadable to embed the rest and list the "
-                        "bad files") from None
+        kept = (
+            f"; the {stats.from_cache + stats.written} images embedded so far are cached in "
+            f"{cache_dir} and a re-run resumes"
+            if cache_dir is not None
+            else ""
+        )
+        raise type(err)(f"{err}{kept}; or pass --skip-unreadable to embed the rest and list the bad files") from None
     elapsed = time.perf_counter() - start
     if report.ids.size == 0:
-        raise ValueError(f"--images {args.images}: none of the {stats.total} images could be read "
-                         f"(e.g. {report.failures[0].reason}); nothing was written")
+        raise ValueError(
+            f"--images {args.images}: none of the {stats.total} images could be read "
+            f"(e.g. {report.failures[0].reason}); nothing was written"
+        )
     save_embeddings(args.out, report.ids, report.embeddings)
     print(
         f"embedded {len(report.ids)} images with {encoder.name} ({encoder.dim}-d, "
@@ -215,8 +246,11 @@ def handle(args: argparse.Namespace) -> int:
             writer.writerow(["id", "path", "reason"])
             for f in report.failures:
                 writer.writerow([f.id, f.path, f.reason])
-        print(f"warning: skipped {len(report.failures)} unreadable image(s), e.g. "
-              f"{report.failures[0].reason}; list: {listing}", file=sys.stderr)
+        print(
+            f"warning: skipped {len(report.failures)} unreadable image(s), e.g. "
+            f"{report.failures[0].reason}; list: {listing}",
+            file=sys.stderr,
+        )
     elif args.skip_unreadable and listing.exists():  # a stale list from an earlier run (--force)
         listing.unlink()
     return 0

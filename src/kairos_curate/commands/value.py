@@ -90,15 +90,12 @@ def register(subparsers: Any) -> None:
         "logistic regression fitted on the reference; class_conditional: b and a "
         "computed within the sample's class (needs both label files)",
     )
-    p.add_argument(
-        "--lam", type=float, default=0.97, help="residual mode: weight of the feature term b - a"
-    )
+    p.add_argument("--lam", type=float, default=0.97, help="residual mode: weight of the feature term b - a")
     p.add_argument(
         "--combine",
         choices=["weighted", "rank", "zscore"],
         default="weighted",
-        help="residual mode: combine raw terms (reference implementation) or "
-        "scale-free ranks / z-scores",
+        help="residual mode: combine raw terms (reference implementation) or scale-free ranks / z-scores",
     )
     p.add_argument(
         "--bandwidth",
@@ -137,8 +134,7 @@ def register(subparsers: Any) -> None:
         "--min-class-share",
         type=float,
         default=0.5,
-        help="warn when a class gets less than this fraction of its proportional "
-        "share of the selection",
+        help="warn when a class gets less than this fraction of its proportional share of the selection",
     )
     p.add_argument(
         "--device",
@@ -189,9 +185,11 @@ def _validate_arguments(args: argparse.Namespace) -> float | str:
     check_seed(args.seed)
     selecting = args.top_k is not None or args.top_frac is not None
     if not selecting:
-        for flag, value, default in (("--policy", args.policy, "global"),
-                                     ("--drop-fraction", args.drop_fraction, 0.0),
-                                     ("--min-class-share", args.min_class_share, 0.5)):
+        for flag, value, default in (
+            ("--policy", args.policy, "global"),
+            ("--drop-fraction", args.drop_fraction, 0.0),
+            ("--min-class-share", args.min_class_share, 0.5),
+        ):
             if value != default:
                 raise ValueError(f"{flag} only applies to a selection; add --top-k or --top-frac")
     if args.drop_fraction and args.policy != "herding":
@@ -217,8 +215,10 @@ def _check_paths(args: argparse.Namespace) -> None:
     from kairos_curate.io import check_output_paths
 
     inputs: dict[str, Path | None] = {
-        "--pool": args.pool, "--reference": args.reference,
-        "--pool-labels": args.pool_labels, "--reference-labels": args.reference_labels,
+        "--pool": args.pool,
+        "--reference": args.reference,
+        "--pool-labels": args.pool_labels,
+        "--reference-labels": args.reference_labels,
     }
     check_inputs_exist(inputs)
     for flag in ("--pool", "--reference"):
@@ -245,17 +245,13 @@ def run(args: argparse.Namespace) -> int:
     check_same_dimension(pool, reference, args.pool, args.reference)
     check_not_constant(pool, "--pool", args.pool)
     if args.top_k is not None and args.top_k > pool.shape[0]:
-        raise ValueError(f"--top-k {args.top_k} is larger than the pool ({pool.shape[0]} samples in "
-                         f"{args.pool}); use at most {pool.shape[0]} or --top-frac")
-    pool_labels = (
-        None
-        if args.pool_labels is None
-        else read_labels(args.pool_labels, pool_ids, "--pool-labels")
-    )
+        raise ValueError(
+            f"--top-k {args.top_k} is larger than the pool ({pool.shape[0]} samples in "
+            f"{args.pool}); use at most {pool.shape[0]} or --top-frac"
+        )
+    pool_labels = None if args.pool_labels is None else read_labels(args.pool_labels, pool_ids, "--pool-labels")
     ref_labels = (
-        None
-        if args.reference_labels is None
-        else read_labels(args.reference_labels, ref_ids, "--reference-labels")
+        None if args.reference_labels is None else read_labels(args.reference_labels, ref_ids, "--reference-labels")
     )
     if isinstance(bandwidth, float):
         check_bandwidth(bandwidth, pool, reference, seed=args.seed, name="--bandwidth")
@@ -286,12 +282,16 @@ def run(args: argparse.Namespace) -> int:
     values = np.asarray(res.values, dtype=np.float64)
     if not np.isfinite(values).all():
         bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise ValueError(f"the values came out NaN/inf (e.g. pool row {bad}, id {pool_ids[bad]}) with "
-                         f"bandwidth {res.bandwidth:.4g}; nothing was written: try --bandwidth median")
+        raise ValueError(
+            f"the values came out NaN/inf (e.g. pool row {bad}, id {pool_ids[bad]}) with "
+            f"bandwidth {res.bandwidth:.4g}; nothing was written: try --bandwidth median"
+        )
     if values.size > 1 and float(np.ptp(values)) == 0.0:
-        raise ValueError(f"every pool sample got the same value ({values[0]:.6g}) with bandwidth "
-                         f"{res.bandwidth:.4g}: there is nothing to rank, and nothing was written; "
-                         "check that --pool holds different embeddings, or try --bandwidth median")
+        raise ValueError(
+            f"every pool sample got the same value ({values[0]:.6g}) with bandwidth "
+            f"{res.bandwidth:.4g}: there is nothing to rank, and nothing was written; "
+            "check that --pool holds different embeddings, or try --bandwidth median"
+        )
 
     sel = None
     if args.top_k is not None or args.top_frac is not None:

@@ -117,10 +117,7 @@ class Taxonomy:
         matches = [
             r
             for r in self.rules
-            if all(
-                norm.get(lvl) is not None and norm.get(lvl) == _norm(val)
-                for lvl, val in r.conditions
-            )
+            if all(norm.get(lvl) is not None and norm.get(lvl) == _norm(val) for lvl, val in r.conditions)
         ]
         if not matches:
             return self.off_task
@@ -182,9 +179,7 @@ def _norm(value: Any) -> str | None:
 
 def default_taxonomy_path() -> Path:
     """Path of the taxonomy file shipped with the package."""
-    return Path(
-        str(importlib.resources.files("kairos_curate").joinpath("resources/insect_taxonomy.yaml"))
-    )
+    return Path(str(importlib.resources.files("kairos_curate").joinpath("resources/insect_taxonomy.yaml")))
 
 
 def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
@@ -242,17 +237,13 @@ def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
             raise ValueError(f"{where}: rule {k} must be a mapping with a `category` key: {raw!r}")
         cat = str(raw["category"])
         if cat not in categories:
-            raise ValueError(
-                f"{where}: rule {k} maps to {cat!r}, which is not in `categories` {list(categories)}"
-            )
+            raise ValueError(f"{where}: rule {k} maps to {cat!r}, which is not in `categories` {list(categories)}")
         conds = tuple((str(lvl), str(val)) for lvl, val in raw.items() if lvl != "category")
         if not conds:
             raise ValueError(f"{where}: rule {k} ({cat}) has no condition")
         unknown = [lvl for lvl, _ in conds if lvl not in levels]
         if unknown:
-            raise ValueError(
-                f"{where}: rule {k} ({cat}) uses unknown level(s) {unknown}; levels are {list(levels)}"
-            )
+            raise ValueError(f"{where}: rule {k} ({cat}) uses unknown level(s) {unknown}; levels are {list(levels)}")
         key = frozenset((lvl, _norm(val) or "") for lvl, val in conds)
         if key in seen and seen[key] != cat:
             raise ValueError(
@@ -267,9 +258,7 @@ def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
     aliases: dict[str, str] = {}
     for name, cat in aliases_raw.items():
         if str(cat) not in categories:
-            raise ValueError(
-                f"{where}: reference alias {name!r} -> {cat!r} names an unknown category"
-            )
+            raise ValueError(f"{where}: reference alias {name!r} -> {cat!r} names an unknown category")
         aliases[_norm(name) or ""] = str(cat)
     return Taxonomy(
         version=str(doc["version"]),
@@ -335,9 +324,7 @@ class LoadedDataset:
 
     def skipped_frame(self) -> pd.DataFrame:
         """The skipped entries as a table (columns ``id``, ``path``, ``reason``)."""
-        return pd.DataFrame(
-            [(s.id, s.path, s.reason) for s in self.skipped], columns=["id", "path", "reason"]
-        )
+        return pd.DataFrame([(s.id, s.path, s.reason) for s in self.skipped], columns=["id", "path", "reason"])
 
     def subset(self, rows: np.ndarray | Sequence[int] | pd.Series) -> LoadedDataset:
         """Keep only ``rows`` (positions, or a boolean mask over the table)."""

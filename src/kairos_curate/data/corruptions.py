@@ -130,15 +130,11 @@ def _check_images(images: np.ndarray) -> np.ndarray:
             "(convert with np.clip(x, 0, 255).astype(np.uint8))"
         )
     if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] == 3)):
-        raise ValueError(
-            f"images must have shape (N, H, W) (grey) or (N, H, W, 3) (RGB); got {arr.shape}"
-        )
+        raise ValueError(f"images must have shape (N, H, W) (grey) or (N, H, W, 3) (RGB); got {arr.shape}")
     return arr
 
 
-def _check_indices(
-    indices: np.ndarray | Sequence[int], n: int, name: str = "indices"
-) -> np.ndarray:
+def _check_indices(indices: np.ndarray | Sequence[int], n: int, name: str = "indices") -> np.ndarray:
     """Validate row indices: 1-D integers in ``[0, n)``, no repeats. Returns them as int64."""
     idx = np.asarray(indices)
     if idx.size == 0:
@@ -153,8 +149,7 @@ def _check_indices(
     bad = idx[(idx < 0) | (idx >= n)]
     if bad.size:
         raise ValueError(
-            f"{name} out of range for {n} rows: {bad[:5].tolist()}"
-            f"{' ...' if bad.size > 5 else ''} (valid: 0..{n - 1})"
+            f"{name} out of range for {n} rows: {bad[:5].tolist()}{' ...' if bad.size > 5 else ''} (valid: 0..{n - 1})"
         )
     if np.unique(idx).size != idx.size:
         raise ValueError(f"{name} contains repeated rows; each row can be corrupted once per call")
@@ -164,8 +159,7 @@ def _check_indices(
 def _check_rng(rng: Any, func: str) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(
-            f"{func} needs rng=np.random.Generator (e.g. np.random.default_rng(seed)); "
-            f"got {type(rng).__name__}"
+            f"{func} needs rng=np.random.Generator (e.g. np.random.default_rng(seed)); got {type(rng).__name__}"
         )
     return rng
 
@@ -199,9 +193,7 @@ def _result(
     if idx.size:
         out[idx_sorted] = new_rows[order]
     src = None if sources is None else sources[order]
-    return CorruptionResult(
-        images=out, indices=idx_sorted.astype(np.int64), kind=kind, params=params, sources=src
-    )
+    return CorruptionResult(images=out, indices=idx_sorted.astype(np.int64), kind=kind, params=params, sources=src)
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,19 +527,14 @@ def duplicate(
         pool = np.setdiff1d(np.arange(n, dtype=np.int64), idx)
         if idx.size and pool.size == 0:
             raise ValueError("every row is in indices, so no row is left to duplicate from")
-        src = (
-            pool[rng.integers(0, pool.size, size=idx.size)]
-            if idx.size
-            else np.zeros(0, dtype=np.int64)
-        )
+        src = pool[rng.integers(0, pool.size, size=idx.size)] if idx.size else np.zeros(0, dtype=np.int64)
     else:
         src_arr = np.asarray(sources)
         if src_arr.size == 0:
             src_arr = np.zeros(0, dtype=np.int64)
         if src_arr.shape != (idx.size,):
             raise ValueError(
-                f"sources must have one row number per index: {idx.size} indices, "
-                f"sources of shape {src_arr.shape}"
+                f"sources must have one row number per index: {idx.size} indices, sources of shape {src_arr.shape}"
             )
         if src_arr.size and not np.issubdtype(src_arr.dtype, np.integer):
             raise ValueError(f"sources must be integers; got dtype {src_arr.dtype}")
@@ -575,18 +562,13 @@ def duplicate(
         rows = _to_uint8(clean.astype(np.float64) + rng.normal(0.0, near_std, size=rows.shape))
         # A tiny or saturated image can come out byte-identical to its source; redraw those.
         for _ in range(100):
-            same = np.flatnonzero(
-                np.all((rows == clean).reshape(rows.shape[0], int(np.prod(rows.shape[1:]))), axis=1)
-            )
+            same = np.flatnonzero(np.all((rows == clean).reshape(rows.shape[0], int(np.prod(rows.shape[1:]))), axis=1))
             if same.size == 0:
                 break
             noise = rng.normal(0.0, near_std, size=(same.size, *rows.shape[1:]))
             rows[same] = _to_uint8(clean[same].astype(np.float64) + noise)
         else:
-            raise ValueError(
-                f"near_std={near_std} is too small to change these images after rounding; "
-                "raise near_std"
-            )
+            raise ValueError(f"near_std={near_std} is too small to change these images after rounding; raise near_std")
         params = {"near_std": near_std}
         kind = "near_duplicate"
     return _result(arr, idx, rows, kind, params, sources=src)
@@ -693,9 +675,7 @@ def flip_labels(
         "requested": int(idx.size),
         "changed": int(changed.sum()),
     }
-    return LabelNoiseResult(
-        labels=out, indices=idx[changed].astype(np.int64), kind=kind, params=params
-    )
+    return LabelNoiseResult(labels=out, indices=idx[changed].astype(np.int64), kind=kind, params=params)
 
 
 def confusion_from_matrix(matrix: np.ndarray, classes: Sequence[int]) -> dict[int, int]:
@@ -717,9 +697,7 @@ def confusion_from_matrix(matrix: np.ndarray, classes: Sequence[int]) -> dict[in
     m = np.asarray(matrix, dtype=np.float64)
     cls = list(classes)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(cls):
-        raise ValueError(
-            f"matrix must be square with one row per class ({len(cls)}); got shape {m.shape}"
-        )
+        raise ValueError(f"matrix must be square with one row per class ({len(cls)}); got shape {m.shape}")
     if len(cls) < 2:
         raise ValueError("need at least two classes")
     off = m.copy()
@@ -829,15 +807,11 @@ def apply_corruption(
     }
     unknown = sorted(set(params) - accepted)
     if unknown:
-        raise ValueError(
-            f"corruption {name!r} does not take parameter(s) {unknown}; it takes {sorted(accepted)}"
-        )
+        raise ValueError(f"corruption {name!r} does not take parameter(s) {unknown}; it takes {sorted(accepted)}")
     required = {
         p.name
         for p in inspect.signature(func).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-        and p.default is inspect.Parameter.empty
-        and p.name != "rng"
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty and p.name != "rng"
     }
     missing = sorted(required - set(params))
     if missing:

@@ -38,8 +38,15 @@ def folder_name(class_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._ -]+", "_", class_name).strip(" .") or "_"
 
 
-def export_image_folders(out: str | Path, scenario: Scenario | None = None, *, splits: Sequence[str] = SPLITS,
-                         image_format: str = "png", force: bool = False, progress: bool = False) -> dict[str, Path]:
+def export_image_folders(
+    out: str | Path,
+    scenario: Scenario | None = None,
+    *,
+    splits: Sequence[str] = SPLITS,
+    image_format: str = "png",
+    force: bool = False,
+    progress: bool = False,
+) -> dict[str, Path]:
     """Write ``scenario`` (default: the default scenario) as ImageFolder trees under ``out``.
 
     Parameters
@@ -73,8 +80,10 @@ def export_image_folders(out: str | Path, scenario: Scenario | None = None, *, s
         raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
     sc = scenario if scenario is not None else build_scenario(ScenarioConfig())
     if sc.pixels is None:
-        raise ValueError("export_image_folders needs an array-backed scenario (the Fashion-MNIST default); a "
-                         "file-backed scenario already is a set of image files")
+        raise ValueError(
+            "export_image_folders needs an array-backed scenario (the Fashion-MNIST default); a "
+            "file-backed scenario already is a set of image files"
+        )
     suffix = ".png" if image_format == "png" else ".jpg"
     paths: dict[str, Path] = {}
     rel_of: dict[str, str] = {}
@@ -82,8 +91,13 @@ def export_image_folders(out: str | Path, scenario: Scenario | None = None, *, s
         table = sc.table(split)
         pixels = sc.pixels[sc.split_mask(split)]
         root = target / split
-        for row, image in tqdm(zip(table.itertuples(index=False), pixels, strict=True), total=len(table),
-                               desc=f"writing {split}", disable=not progress, unit="img"):
+        for row, image in tqdm(
+            zip(table.itertuples(index=False), pixels, strict=True),
+            total=len(table),
+            desc=f"writing {split}",
+            disable=not progress,
+            unit="img",
+        ):
             rel = f"{folder_name(str(row.class_name))}/{row.id}{suffix}"
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,20 +127,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m kairos_curate.data.export",
         description="Write the offline default scenario (Fashion-MNIST, Debian's dataset-fashion-mnist) as "
         "ImageFolder trees DIR/{pool,reference,test}/<class>/<id>.png plus DIR/truth.csv (what was done to each "
-        "pool image; evaluation only), to try `kairos-curate curate` on.")
+        "pool image; evaluation only), to try `kairos-curate curate` on.",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (new, or empty)")
     parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: pool,reference,test")
     parser.add_argument("--format", choices=["png", "jpeg"], default="png", help="image file format")
     parser.add_argument("--seed", type=int, default=0, help="scenario seed")
-    parser.add_argument("--fashion-mnist-dir", default=None,
-                        help="folder with the four *-ubyte.gz files (default: Debian's package folder)")
+    parser.add_argument(
+        "--fashion-mnist-dir",
+        default=None,
+        help="folder with the four *-ubyte.gz files (default: Debian's package folder)",
+    )
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
     args = parser.parse_args(argv)
     try:
         config = ScenarioConfig(seed=args.seed, fashion_mnist_dir=args.fashion_mnist_dir)
-        paths = export_image_folders(args.out, build_scenario(config),
-                                     splits=[s.strip() for s in args.splits.split(",") if s.strip()],
-                                     image_format=args.format, force=args.force, progress=sys.stderr.isatty())
+        paths = export_image_folders(
+            args.out,
+            build_scenario(config),
+            splits=[s.strip() for s in args.splits.split(",") if s.strip()],
+            image_format=args.format,
+            force=args.force,
+            progress=sys.stderr.isatty(),
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"export: error: {err}", file=sys.stderr)
         return 2
@@ -138,4 +161,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -103,8 +103,7 @@ def load_inaturalist(
     root_p = Path(root)
     if not root_p.is_dir():
         raise FileNotFoundError(
-            f"iNaturalist root folder {root_p} does not exist; it must hold {split}.json and "
-            f"{split}/ (see {_INAT_URL})"
+            f"iNaturalist root folder {root_p} does not exist; it must hold {split}.json and {split}/ (see {_INAT_URL})"
         )
     json_p = Path(annotations) if annotations is not None else root_p / f"{split}.json"
     if not json_p.is_file():
@@ -223,9 +222,7 @@ def _read_table(table: str | os.PathLike[str] | pd.DataFrame) -> tuple[pd.DataFr
             return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ","), p
     except Exception as err:
         raise ValueError(f"cannot read iNaturalist export table {p}: {err}") from err
-    raise ValueError(
-        f"iNaturalist export table {p}: unsupported format {suffix!r} (use .csv, .tsv or .parquet)"
-    )
+    raise ValueError(f"iNaturalist export table {p}: unsupported format {suffix!r} (use .csv, .tsv or .parquet)")
 
 
 def _image_bytes(value: Any) -> bytes | None:
@@ -241,14 +238,10 @@ def _is_bytes_column(series: pd.Series) -> bool:
     return bool(len(first)) and _image_bytes(first.iloc[0]) is not None
 
 
-def _pick(
-    frame: pd.DataFrame, given: str | None, candidates: Sequence[str], what: str
-) -> str | None:
+def _pick(frame: pd.DataFrame, given: str | None, candidates: Sequence[str], what: str) -> str | None:
     if given is not None:
         if given not in frame.columns:
-            raise ValueError(
-                f"{what} column {given!r} not in the table; columns: {list(frame.columns)}"
-            )
+            raise ValueError(f"{what} column {given!r} not in the table; columns: {list(frame.columns)}")
         return given
     lower = {str(c).lower(): c for c in frame.columns}
     for cand in candidates:
@@ -358,11 +351,7 @@ def load_inaturalist_table(
             "they are written once as files"
         )
     id_col = _pick(frame, id_column, _ID_COLUMNS, "id")
-    root = (
-        Path(image_root)
-        if image_root is not None
-        else (table_path.parent if table_path else Path.cwd())
-    )
+    root = Path(image_root) if image_root is not None else (table_path.parent if table_path else Path.cwd())
 
     lower = {str(c).lower(): c for c in frame.columns}
     tax_cols = {lvl: lower[lvl] for lvl in tax.levels if lvl in lower and lvl != "species"}
@@ -418,7 +407,5 @@ def load_inaturalist_table(
                 **{lvl: rec[col] for lvl, col in tax_cols.items()},
             }
         )
-    ds = _finish(
-        rows, skipped, verify=verify, taxonomy=tax, what=what, extra_columns=tuple(tax_cols)
-    )
+    ds = _finish(rows, skipped, verify=verify, taxonomy=tax, what=what, extra_columns=tuple(tax_cols))
     return _restrict(ds, categories, tax.off_task)

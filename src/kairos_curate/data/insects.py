@@ -86,9 +86,7 @@ def load_insects(
     tax = _as_taxonomy(taxonomy)
     base = Path(root) / split if split is not None else Path(root)
     if not base.is_dir():
-        raise FileNotFoundError(
-            f"Insects dataset folder {base} does not exist; it must hold one folder per class"
-        )
+        raise FileNotFoundError(f"Insects dataset folder {base} does not exist; it must hold one folder per class")
     what = f"Insects dataset {base}"
     class_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
@@ -114,11 +112,7 @@ def load_insects(
             if f.suffix.lower() in IMAGE_EXTENSIONS:
                 images.append((ident, f))
             else:
-                skipped.append(
-                    SkippedEntry(
-                        ident, str(f), f"not an image file (extension {f.suffix or 'none'!r})"
-                    )
-                )
+                skipped.append(SkippedEntry(ident, str(f), f"not an image file (extension {f.suffix or 'none'!r})"))
         if not images:
             raise ValueError(
                 f"{what}: class folder {cdir} has no image files "
@@ -144,9 +138,7 @@ def load_insects(
         if unknown_classes == "error":
             raise ValueError(msg)
         warnings.warn(msg + "; their folder names are used as labels", stacklevel=2)
-    ds = _finish(
-        rows, skipped, verify=verify, taxonomy=tax, what=what, extra_columns=("class_folder",)
-    )
+    ds = _finish(rows, skipped, verify=verify, taxonomy=tax, what=what, extra_columns=("class_folder",))
     empty = sorted(set(c.name for c in class_dirs) - set(ds.frame["class_folder"]))
     if empty:
         raise ValueError(

@@ -60,22 +60,25 @@ def _resolve(path: str, root: Path, param: str, what: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(
             f"scenario.inaturalist.{param}: {what} {p} does not exist; put the data there (see the README, "
-            f"'Poster-scale configuration') or point scenario.inaturalist.{param} at it")
+            f"'Poster-scale configuration') or point scenario.inaturalist.{param} at it"
+        )
     return p
 
 
 def _load_pool(config: RealScenarioConfig, root: Path, taxonomy: Any) -> LoadedDataset:
     if config.inat_table is not None:
         table = _resolve(config.inat_table, root, "inat_table", "iNaturalist table")
-        return load_inaturalist_table(table, taxonomy=taxonomy, verify=config.verify,
-                                      extract_dir=root / "data" / "cache" / "inat_images")
+        return load_inaturalist_table(
+            table, taxonomy=taxonomy, verify=config.verify, extract_dir=root / "data" / "cache" / "inat_images"
+        )
     assert config.inat_root is not None
     folder = _resolve(config.inat_root, root, "inat_root", "iNaturalist folder")
     return load_inaturalist(folder, config.inat_split, taxonomy=taxonomy, verify=config.verify)
 
 
-def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root: str | Path = ".",
-                        progress: bool = True) -> Scenario:
+def build_real_scenario(
+    config: RealScenarioConfig, out_folder: str | Path, root: str | Path = ".", progress: bool = True
+) -> Scenario:
     """Build the iNaturalist/Insects scenario (see the module docstring).
 
     Args:
@@ -90,11 +93,13 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
     """
     base = Path(root)
     rng = np.random.default_rng(config.seed)
-    taxonomy = load_taxonomy(None if config.taxonomy is None else
-                             _resolve(config.taxonomy, base, "taxonomy", "taxonomy mapping"))
+    taxonomy = load_taxonomy(
+        None if config.taxonomy is None else _resolve(config.taxonomy, base, "taxonomy", "taxonomy mapping")
+    )
     insects_root = _resolve(config.insects_root, base, "insects_root", "Insects dataset folder")
-    insects = load_insects(insects_root, split=config.insects_split, taxonomy=taxonomy,
-                           unknown_classes="error", verify=config.verify)
+    insects = load_insects(
+        insects_root, split=config.insects_split, taxonomy=taxonomy, unknown_classes="error", verify=config.verify
+    )
     present = set(insects.frame["label"])
     class_names = [c for c in taxonomy.categories if c in present]
     task_index = {c: i for i, c in enumerate(class_names)}
@@ -111,10 +116,11 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
         if cand.size < need:
             raise ValueError(
                 f"Insects class {name!r} has {cand.size} distinct images in {insects_root} but "
-                f"scenario.inaturalist.reference_per_class + scenario.inaturalist.test_per_class = {need}; lower them")
+                f"scenario.inaturalist.reference_per_class + scenario.inaturalist.test_per_class = {need}; lower them"
+            )
         chosen = rng.permutation(cand)[:need]
         ref_rows.append(np.sort(chosen[: config.reference_per_class]))
-        test_rows.append(np.sort(chosen[config.reference_per_class:]))
+        test_rows.append(np.sort(chosen[config.reference_per_class :]))
     reference, test = np.concatenate(ref_rows), np.concatenate(test_rows)
     held_out = set(insect_hashes[reference].tolist()) | set(insect_hashes[test].tolist())
 
@@ -124,8 +130,11 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
     coverage = class_overlap(mapped, insects, off_task=taxonomy.off_task)
     gaps = coverage.index[coverage["status"] == "reference only"].tolist()
     if gaps:
-        warnings.warn(f"no iNaturalist pool image maps to the reference class(es) {gaps}: the pool cannot "
-                      "teach them; check the taxonomy mapping", stacklevel=2)
+        warnings.warn(
+            f"no iNaturalist pool image maps to the reference class(es) {gaps}: the pool cannot "
+            "teach them; check the taxonomy mapping",
+            stacklevel=2,
+        )
     pool_ds = mapped.restrict_labels(class_names, taxonomy.off_task)
     frame = pool_ds.frame
     off_task_all = frame["label"].to_numpy(dtype=str) == taxonomy.off_task
@@ -135,22 +144,29 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
     if config.pool_size and config.pool_size < rows.size:
         rows = np.sort(rng.choice(rows, size=config.pool_size, replace=False))
     if rows.size == 0:
-        raise ValueError("the iNaturalist pool is empty after mapping species to the reference's classes "
-                         f"{class_names}; check the taxonomy mapping and scenario.inaturalist.offtask_label")
-    pool_hashes = file_hashes([pool_ds.images.paths[i] for i in rows], progress=progress,
-                              desc="hashing pool files")
+        raise ValueError(
+            "the iNaturalist pool is empty after mapping species to the reference's classes "
+            f"{class_names}; check the taxonomy mapping and scenario.inaturalist.offtask_label"
+        )
+    pool_hashes = file_hashes([pool_ds.images.paths[i] for i in rows], progress=progress, desc="hashing pool files")
     leaked = np.isin(pool_hashes, list(held_out))
     rows, pool_hashes = rows[~leaked], pool_hashes[~leaked]
     pool_table = frame.iloc[rows].reset_index(drop=True)
     off_task = off_task_all[rows]
-    true_label = np.asarray([-1 if o else task_index[lab]
-                             for lab, o in zip(pool_table["label"], off_task, strict=True)], dtype=np.int64)
+    true_label = np.asarray(
+        [-1 if o else task_index[lab] for lab, o in zip(pool_table["label"], off_task, strict=True)], dtype=np.int64
+    )
     shown_label = true_label.copy()
     shown_label[off_task] = rng.integers(0, len(class_names), size=int(off_task.sum()))
 
     paths = pool_table["path"].astype(str).tolist()
-    sample = np.sort(rng.choice(np.flatnonzero(~off_task) if (~off_task).any() else np.arange(rows.size),
-                                size=min(UNIT_SAMPLE, int((~off_task).sum()) or rows.size), replace=False))
+    sample = np.sort(
+        rng.choice(
+            np.flatnonzero(~off_task) if (~off_task).any() else np.arange(rows.size),
+            size=min(UNIT_SAMPLE, int((~off_task).sum()) or rows.size),
+            replace=False,
+        )
+    )
     pool_source = pool_ds.images.subset(rows)
     unit_std = corruptions.pixel_std_of(image_arrays(pool_source, sample))
     image_dir = Path(out_folder) / "images"
@@ -164,33 +180,58 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
         return noise_files(pool_source, noise_rows, sev, unit_std, rng, write)
 
     shown_label, corruption, severity, label_flipped = inject_pool_problems(
-        off_task, shown_label, len(class_names), config.pixel_noise_fraction, config.pixel_noise_severities,
-        config.label_flip_fraction, rng, add_noise)
+        off_task,
+        shown_label,
+        len(class_names),
+        config.pixel_noise_fraction,
+        config.pixel_noise_severities,
+        config.label_flip_fraction,
+        rng,
+        add_noise,
+    )
 
-    frames = [pd.DataFrame({
-        "id": pool_table["id"].to_numpy(dtype=str), "split": "pool", "label": shown_label,
-        "class_name": [class_names[i] for i in shown_label], "source": pool_table["source"].to_numpy(),
-        "path": paths, "content_hash": pool_hashes,
-    })]
+    frames = [
+        pd.DataFrame(
+            {
+                "id": pool_table["id"].to_numpy(dtype=str),
+                "split": "pool",
+                "label": shown_label,
+                "class_name": [class_names[i] for i in shown_label],
+                "source": pool_table["source"].to_numpy(),
+                "path": paths,
+                "content_hash": pool_hashes,
+            }
+        )
+    ]
     for split, split_rows in (("reference", reference), ("test", test)):
         sub = insects.frame.iloc[split_rows]
         lab = np.asarray([task_index[c] for c in sub["label"]], dtype=np.int64)
-        frames.append(pd.DataFrame({
-            "id": sub["id"].to_numpy(dtype=str), "split": split, "label": lab,
-            "class_name": [class_names[i] for i in lab], "source": sub["source"].to_numpy(),
-            "path": sub["path"].astype(str).to_numpy(), "content_hash": insect_hashes[split_rows],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": sub["id"].to_numpy(dtype=str),
+                    "split": split,
+                    "label": lab,
+                    "class_name": [class_names[i] for i in lab],
+                    "source": sub["source"].to_numpy(),
+                    "path": sub["path"].astype(str).to_numpy(),
+                    "content_hash": insect_hashes[split_rows],
+                }
+            )
+        )
     samples = pd.concat(frames, ignore_index=True)
     species = pool_table["species"].astype(object).where(pool_table["species"].notna(), pool_table["label"])
-    truth = pd.DataFrame({
-        "id": pool_table["id"].to_numpy(dtype=str),
-        "off_task": off_task,
-        "origin": species.astype(str).to_numpy(),
-        "true_label": true_label,
-        "label_flipped": label_flipped,
-        "corruption": corruption.astype(str),
-        "severity": severity,
-    })
+    truth = pd.DataFrame(
+        {
+            "id": pool_table["id"].to_numpy(dtype=str),
+            "off_task": off_task,
+            "origin": species.astype(str).to_numpy(),
+            "true_label": true_label,
+            "label_flipped": label_flipped,
+            "corruption": corruption.astype(str),
+            "severity": severity,
+        }
+    )
     truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
     info = {
         "source": "inaturalist",
@@ -203,9 +244,13 @@ def build_real_scenario(config: RealScenarioConfig, out_folder: str | Path, root
         "pool_off_task_available": int(off_task_all.sum()),
         "coverage": coverage.reset_index().astype({"pool_species": "float"}).to_dict("records"),
         "counts": {
-            "pool": len(pool_table), "reference": int(reference.size), "test": int(test.size),
-            "pool_off_task": int(off_task.sum()), "pool_pixel_noise": int((corruption != "none").sum()),
-            "pool_label_flipped": int(label_flipped.sum()), "pool_noisy": int(truth["noisy"].sum()),
+            "pool": len(pool_table),
+            "reference": int(reference.size),
+            "test": int(test.size),
+            "pool_off_task": int(off_task.sum()),
+            "pool_pixel_noise": int((corruption != "none").sum()),
+            "pool_label_flipped": int(label_flipped.sum()),
+            "pool_noisy": int(truth["noisy"].sum()),
         },
     }
     return Scenario(samples=samples, pixels=None, truth=truth, class_names=class_names, info=info)

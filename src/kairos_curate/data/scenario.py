@@ -203,8 +203,12 @@ def file_hashes(paths: Sequence[str | Path], progress: bool = False, desc: str =
     """SHA-1 of each file's bytes (exact copies of an image share it whatever their names)."""
     from tqdm import tqdm
 
-    return np.asarray([hashlib.sha1(Path(p).read_bytes()).hexdigest()
-                       for p in tqdm(paths, desc=desc, disable=not progress, unit="file")])
+    return np.asarray(
+        [
+            hashlib.sha1(Path(p).read_bytes()).hexdigest()
+            for p in tqdm(paths, desc=desc, disable=not progress, unit="file")
+        ]
+    )
 
 
 def write_png(image: np.ndarray, folder: Path, sample_id: str) -> str:
@@ -236,8 +240,10 @@ def _unique_content(hashes: np.ndarray, forbidden: set[str]) -> np.ndarray:
 
 def _take(rng: np.random.Generator, candidates: np.ndarray, n: int, what: str) -> np.ndarray:
     if n > candidates.size:
-        raise ValueError(f"{what}: asked for {n} images but only {candidates.size} are available; "
-                         "lower the per-class sizes in params.yaml")
+        raise ValueError(
+            f"{what}: asked for {n} images but only {candidates.size} are available; "
+            "lower the per-class sizes in params.yaml"
+        )
     return rng.permutation(candidates)[:n]
 
 
@@ -300,8 +306,9 @@ def build_scenario(config: ScenarioConfig) -> Scenario:
     test_idx: list[np.ndarray] = []
     for c in config.task_classes:
         cand = train_ok[train.labels[train_ok] == c]
-        chosen = _take(rng, cand, config.reference_per_class + config.pool_per_task_class,
-                       f"class {CLASS_NAMES[c]!r} (train)")
+        chosen = _take(
+            rng, cand, config.reference_per_class + config.pool_per_task_class, f"class {CLASS_NAMES[c]!r} (train)"
+        )
         ref_idx.append(chosen[: config.reference_per_class])
         pool_idx.append(chosen[config.reference_per_class :])
         test_cand = test_ok[t10k.labels[test_ok] == c]
@@ -318,55 +325,83 @@ def build_scenario(config: ScenarioConfig) -> Scenario:
     off_task = np.isin(fm_class, config.offtask_classes)
     true_label = np.where(off_task, -1, [task_index.get(int(c), -1) for c in fm_class])
     shown_label = np.asarray(
-        [task_index[config.offtask_labels[int(c)]] if o else task_index[int(c)]
-         for c, o in zip(fm_class, off_task, strict=True)], dtype=np.int64)
+        [
+            task_index[config.offtask_labels[int(c)]] if o else task_index[int(c)]
+            for c, o in zip(fm_class, off_task, strict=True)
+        ],
+        dtype=np.int64,
+    )
 
     pool_pixels = train.pixels[pool]
     unit_std = corruptions.pixel_std(pool_pixels)  # severity unit: std of the clean pool's pixels
+
     def add_noise(rows: np.ndarray, sev: float) -> np.ndarray:
         nonlocal pool_pixels
         result = corruptions.gaussian_noise(pool_pixels, rows, severity=sev, rng=rng, unit_std=unit_std)
         pool_pixels = result.images
         return result.indices
 
-    problems = inject_pool_problems(off_task, shown_label, len(task_index), config.pixel_noise_fraction,
-                                    config.pixel_noise_severities, config.label_flip_fraction, rng, add_noise)
+    problems = inject_pool_problems(
+        off_task,
+        shown_label,
+        len(task_index),
+        config.pixel_noise_fraction,
+        config.pixel_noise_severities,
+        config.label_flip_fraction,
+        rng,
+        add_noise,
+    )
     shown_label, corruption, severity, label_flipped = problems
 
     class_names = [CLASS_NAMES[c] for c in config.task_classes]
     frames = []
     for split, idx, src, labels in (
         ("pool", pool, "fashion-mnist:train", shown_label),
-        ("reference", reference, "fashion-mnist:train", np.asarray([task_index[int(c)] for c in train.labels[reference]])),
+        (
+            "reference",
+            reference,
+            "fashion-mnist:train",
+            np.asarray([task_index[int(c)] for c in train.labels[reference]]),
+        ),
         ("test", test, "fashion-mnist:t10k", np.asarray([task_index[int(c)] for c in t10k.labels[test]])),
     ):
         prefix = "fmnist-train" if src.endswith("train") else "fmnist-t10k"
-        frames.append(pd.DataFrame({
-            "id": [f"{prefix}-{i:05d}" for i in idx],
-            "split": split,
-            "label": labels.astype(np.int64),
-            "class_name": [class_names[label] for label in labels],
-            "source": src,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": [f"{prefix}-{i:05d}" for i in idx],
+                    "split": split,
+                    "label": labels.astype(np.int64),
+                    "class_name": [class_names[label] for label in labels],
+                    "source": src,
+                }
+            )
+        )
     samples = pd.concat(frames, ignore_index=True)
     pixels = np.concatenate([pool_pixels, train.pixels[reference], t10k.pixels[test]])
-    truth = pd.DataFrame({
-        "id": samples.loc[samples["split"] == "pool", "id"].to_numpy(),
-        "off_task": off_task,
-        "origin": [CLASS_NAMES[c] for c in fm_class],
-        "true_label": true_label.astype(np.int64),
-        "label_flipped": label_flipped,
-        "corruption": corruption.astype(str),
-        "severity": severity,
-    })
+    truth = pd.DataFrame(
+        {
+            "id": samples.loc[samples["split"] == "pool", "id"].to_numpy(),
+            "off_task": off_task,
+            "origin": [CLASS_NAMES[c] for c in fm_class],
+            "true_label": true_label.astype(np.int64),
+            "label_flipped": label_flipped,
+            "corruption": corruption.astype(str),
+            "severity": severity,
+        }
+    )
     truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
     info = {
         "config": {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(config).items()},
         "severity_unit_pixel_std": unit_std,
         "counts": {
-            "pool": int(pool.size), "reference": int(reference.size), "test": int(test.size),
-            "pool_off_task": int(off_task.sum()), "pool_pixel_noise": int((corruption != "none").sum()),
-            "pool_label_flipped": int(label_flipped.sum()), "pool_noisy": int(truth["noisy"].sum()),
+            "pool": int(pool.size),
+            "reference": int(reference.size),
+            "test": int(test.size),
+            "pool_off_task": int(off_task.sum()),
+            "pool_pixel_noise": int((corruption != "none").sum()),
+            "pool_label_flipped": int(label_flipped.sum()),
+            "pool_noisy": int(truth["noisy"].sum()),
         },
     }
     return Scenario(samples=samples, pixels=pixels, truth=truth, class_names=class_names, info=info)
@@ -417,8 +452,9 @@ class PoolVariant:
 VARIANT_ARRAY, VARIANT_TABLE = "pool_noisy.npz", "pool_noisy.parquet"
 
 
-def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[float], seed: int,
-                   image_dir: str | Path | None = None) -> PoolVariant:
+def add_pool_noise(
+    scenario: Scenario, fraction: float, severities: Sequence[float], seed: int, image_dir: str | Path | None = None
+) -> PoolVariant:
     """Add Gaussian pixel noise to ``fraction`` of the pool images that have no pixel noise yet.
 
     The severities are in the scenario's unit (the clean pool's pixel std) and split evenly
@@ -455,6 +491,7 @@ def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[flo
         if chunk.size == 0:
             continue
         if file_backed:
+
             def write(row: int, image: np.ndarray) -> None:
                 paths[row] = write_png(image, folder, ids[row])
 
@@ -465,15 +502,27 @@ def add_pool_noise(scenario: Scenario, fraction: float, severities: Sequence[flo
         truth.loc[changed, "corruption"] = "gaussian_noise"
         truth.loc[changed, "severity"] = float(sev)
     truth["noisy"] = truth["off_task"] | truth["label_flipped"] | (truth["corruption"] != "none")
-    info = {"fraction": fraction, "severities": list(map(float, severities)), "seed": seed,
-            "added": int(rows.size), "pool_noisy": int(truth["noisy"].sum())}
+    info = {
+        "fraction": fraction,
+        "severities": list(map(float, severities)),
+        "seed": seed,
+        "added": int(rows.size),
+        "pool_noisy": int(truth["noisy"].sum()),
+    }
     if file_backed:
         return PoolVariant(ids=ids, pixels=None, truth=truth, info=info, paths=paths)
     return PoolVariant(ids=ids, pixels=pixels, truth=truth, info=info)
 
 
-def noise_files(source: ImageSource, rows: np.ndarray, severity: float, unit_std: float, rng: np.random.Generator,
-                write: Callable[[int, np.ndarray], None], chunk: int = 128) -> np.ndarray:
+def noise_files(
+    source: ImageSource,
+    rows: np.ndarray,
+    severity: float,
+    unit_std: float,
+    rng: np.random.Generator,
+    write: Callable[[int, np.ndarray], None],
+    chunk: int = 128,
+) -> np.ndarray:
     """Gaussian noise on the images ``rows`` (sorted) of a file source, ``chunk`` decoded at a time.
 
     Each noisy image is handed to ``write(row, image)`` and dropped, so memory stays bounded on
@@ -482,9 +531,15 @@ def noise_files(source: ImageSource, rows: np.ndarray, severity: float, unit_std
     """
     changed: list[np.ndarray] = []
     for start in range(0, rows.size, chunk):
-        part = rows[start:start + chunk]
-        images, hit = corruptions.corrupt_each("gaussian_noise", image_arrays(source, part), np.arange(part.size),
-                                               rng, severity=severity, unit_std=unit_std)
+        part = rows[start : start + chunk]
+        images, hit = corruptions.corrupt_each(
+            "gaussian_noise",
+            image_arrays(source, part),
+            np.arange(part.size),
+            rng,
+            severity=severity,
+            unit_std=unit_std,
+        )
         for j in hit:
             write(int(part[j]), images[j])
         changed.append(part[hit])
@@ -501,10 +556,16 @@ def load_pool_variant(folder: str | Path, truth_path: str | Path | None = None) 
         return PoolVariant(ids=ids, pixels=pixels, truth=truth, info={})
     if (src / VARIANT_TABLE).exists():
         table = pd.read_parquet(src / VARIANT_TABLE)
-        return PoolVariant(ids=table["id"].to_numpy(dtype=str), pixels=None, truth=truth, info={},
-                           paths=[_absolute(p, src) for p in table["path"]])
-    raise FileNotFoundError(f"{src / VARIANT_ARRAY} (or {VARIANT_TABLE}) not found; run `dvc repro prepare` "
-                            "to build the noisy pool")
+        return PoolVariant(
+            ids=table["id"].to_numpy(dtype=str),
+            pixels=None,
+            truth=truth,
+            info={},
+            paths=[_absolute(p, src) for p in table["path"]],
+        )
+    raise FileNotFoundError(
+        f"{src / VARIANT_ARRAY} (or {VARIANT_TABLE}) not found; run `dvc repro prepare` to build the noisy pool"
+    )
 
 
 def class_counts(scenario: Scenario) -> pd.DataFrame:
@@ -524,13 +585,15 @@ def check_no_leakage(scenario: Scenario) -> None:
     ids = {split: set(scenario.table(split)["id"]) for split in ("pool", "reference", "test")}
     for a, b in pairs:
         if ids[a] & ids[b]:
-            raise RuntimeError(f"leakage: {len(ids[a] & ids[b])} ids in both {a} and {b}, "
-                               f"e.g. {sorted(ids[a] & ids[b])[:3]}")
+            raise RuntimeError(
+                f"leakage: {len(ids[a] & ids[b])} ids in both {a} and {b}, e.g. {sorted(ids[a] & ids[b])[:3]}"
+            )
     hashes = {split: set(scenario.content_hashes(split).tolist()) for split in ("pool", "reference", "test")}
     for a, b in pairs:
         if hashes[a] & hashes[b]:
-            raise RuntimeError(f"leakage: {len(hashes[a] & hashes[b])} image(s) appear (by content hash) "
-                               f"in both {a} and {b}")
+            raise RuntimeError(
+                f"leakage: {len(hashes[a] & hashes[b])} image(s) appear (by content hash) in both {a} and {b}"
+            )
 
 
 def changed_rows(pool: ImageSource, variant: ImageSource) -> np.ndarray:
@@ -539,7 +602,12 @@ def changed_rows(pool: ImageSource, variant: ImageSource) -> np.ndarray:
         return np.flatnonzero((variant.pixels != pool.pixels).reshape(len(pool), -1).any(axis=1))
     if isinstance(pool, FileImageSource) and isinstance(variant, FileImageSource):
         # A variant points unchanged rows at the pool's own files; compare bytes only where not.
-        return np.asarray([i for i, (a, b) in enumerate(zip(pool.paths, variant.paths, strict=True))
-                           if a != b and pool.content_hash(i) != variant.content_hash(i)], dtype=np.int64)
-    return np.asarray([i for i in range(len(pool)) if pool.content_hash(i) != variant.content_hash(i)],
-                      dtype=np.int64)
+        return np.asarray(
+            [
+                i
+                for i, (a, b) in enumerate(zip(pool.paths, variant.paths, strict=True))
+                if a != b and pool.content_hash(i) != variant.content_hash(i)
+            ],
+            dtype=np.int64,
+        )
+    return np.asarray([i for i in range(len(pool)) if pool.content_hash(i) != variant.content_hash(i)], dtype=np.int64)

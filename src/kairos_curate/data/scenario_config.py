@@ -21,6 +21,7 @@ __all__ = ["OFFTASK_LABEL_MODES", "STRICT", "RealScenarioConfig", "ScenarioConfi
 #: Fashion-MNIST has ten classes, 0..9.
 N_FASHION_MNIST_CLASSES = 10
 
+
 def check_shared_fields(config: Any, where: str) -> None:
     """Checks of the keys that both sources (``scenario.fashion_mnist``, ``scenario.inaturalist``) share."""
     for name in ("reference_per_class", "test_per_class"):
@@ -83,7 +84,9 @@ class ScenarioConfig:
         offtask_labels = {int(k): int(v) for k, v in self.offtask_labels.items()}
         missing = off - set(offtask_labels)
         if missing:
-            raise ValueError(f"scenario.fashion_mnist.offtask_labels has no task label for off-task classes {sorted(missing)}")
+            raise ValueError(
+                f"scenario.fashion_mnist.offtask_labels has no task label for off-task classes {sorted(missing)}"
+            )
         if not set(offtask_labels.values()) <= task:
             raise ValueError("scenario.fashion_mnist.offtask_labels must map to task classes")
         object.__setattr__(self, "offtask_labels", offtask_labels)
@@ -100,7 +103,6 @@ class ScenarioConfig:
 
 
 OFFTASK_LABEL_MODES = ("random", "drop")
-
 
 
 @config_dataclass(frozen=True, config=STRICT)
@@ -146,10 +148,13 @@ class RealScenarioConfig:
 
     def __post_init__(self) -> None:
         if self.offtask_label not in OFFTASK_LABEL_MODES:
-            raise ValueError(f"scenario.inaturalist.offtask_label must be one of {OFFTASK_LABEL_MODES}; "
-                             f"got {self.offtask_label!r}")
+            raise ValueError(
+                f"scenario.inaturalist.offtask_label must be one of {OFFTASK_LABEL_MODES}; got {self.offtask_label!r}"
+            )
         if self.inat_root is None and self.inat_table is None:
-            raise ValueError("set scenario.inaturalist.inat_root (official layout) or scenario.inaturalist.inat_table (exported table)")
+            raise ValueError(
+                "set scenario.inaturalist.inat_root (official layout) or scenario.inaturalist.inat_table (exported table)"
+            )
         if self.pool_size < 0:
             raise ValueError("scenario.inaturalist.pool_size must be >= 0 (0 = all)")
         check_shared_fields(self, "scenario.inaturalist")

@@ -74,14 +74,14 @@ def decode_rgb(image: Image.Image, where: str = "image") -> Image.Image:
         return Image.fromarray(np.rint(arr * 255.0).astype(np.uint8)).convert("RGB")
     if mode == "I":
         raise UnreadableImageError(
-            f"{where}: 32-bit integer image (mode I) has no known intensity scale; save it as "
-            "8-bit or 16-bit"
+            f"{where}: 32-bit integer image (mode I) has no known intensity scale; save it as 8-bit or 16-bit"
         )
     try:
         return image.convert("RGB")
     except (ValueError, OSError) as err:
-        raise UnreadableImageError(f"{where}: cannot convert mode {mode} to RGB ({err}); "
-                                   "save it as 8-bit RGB or grey") from err
+        raise UnreadableImageError(
+            f"{where}: cannot convert mode {mode} to RGB ({err}); save it as 8-bit RGB or grey"
+        ) from err
 
 
 @runtime_checkable
@@ -114,12 +114,8 @@ class ArrayImageSource:
         pixels = np.asarray(pixels)
         if pixels.ndim == 4 and pixels.shape[-1] == 1:
             pixels = pixels[..., 0]
-        if pixels.dtype != np.uint8 or pixels.ndim not in (3, 4) or (
-            pixels.ndim == 4 and pixels.shape[-1] != 3
-        ):
-            raise ValueError(
-                f"pixels must be uint8 (N, H, W) or (N, H, W, 3); got {pixels.dtype} {pixels.shape}"
-            )
+        if pixels.dtype != np.uint8 or pixels.ndim not in (3, 4) or (pixels.ndim == 4 and pixels.shape[-1] != 3):
+            raise ValueError(f"pixels must be uint8 (N, H, W) or (N, H, W, 3); got {pixels.dtype} {pixels.shape}")
         id_arr = np.asarray([str(i) for i in ids])
         if id_arr.shape[0] != pixels.shape[0]:
             raise ValueError(f"{id_arr.shape[0]} ids for {pixels.shape[0]} images")
@@ -175,8 +171,9 @@ class FileImageSource:
         except UnreadableImageError:
             raise
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing; restore it or "
-                                    "remove it from the dataset") from None
+            raise FileNotFoundError(
+                f"image file {path} (id {self._ids[index]}) is missing; restore it or remove it from the dataset"
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             raise UnreadableImageError(
                 f"cannot decode image {path} (id {self._ids[index]}): {err}; "
@@ -188,8 +185,9 @@ class FileImageSource:
         try:
             return hashlib.sha1(path.read_bytes()).hexdigest()
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file {path} (id {self._ids[index]}) is missing; restore it or "
-                                    "remove it from the dataset") from None
+            raise FileNotFoundError(
+                f"image file {path} (id {self._ids[index]}) is missing; restore it or remove it from the dataset"
+            ) from None
         except OSError as err:  # permissions, a folder named like an image, I/O errors
             raise UnreadableImageError(
                 f"cannot read image {path} (id {self._ids[index]}): {err.strerror or err}; "

@@ -28,6 +28,7 @@ __all__ = ["KINDS", "Variant", "VariantBuilder"]
 #: Ground-truth kinds of problem a variant row can carry (besides ``clean``).
 KINDS = ("pixel noise", "label flipped", "off-task")
 
+
 @dataclass
 class Variant:
     """One pool variant: what methods see (``x``, ``y``) and what only scoring sees (``kind``).
@@ -97,9 +98,7 @@ class VariantBuilder:
         noise_fraction: float,
     ) -> None:
         if scenario.truth.empty:
-            raise ValueError(
-                "building pool variants needs the scenario's truth table; load it with truth_path"
-            )
+            raise ValueError("building pool variants needs the scenario's truth table; load it with truth_path")
         if not 0.0 < noise_fraction < 1.0:
             raise ValueError(f"compare.noise_fraction must lie in (0, 1); got {noise_fraction}")
         pool = scenario.table("pool")
@@ -112,8 +111,10 @@ class VariantBuilder:
         # Images are decoded only for the rows a setting corrupts (real pools are large photos).
         self.source = scenario.source("pool")
         unit = scenario.info.get("severity_unit_pixel_std")
-        self.unit_std = float(unit) if unit else corruptions.pixel_std_of(
-            image_arrays(self.source, np.arange(min(256, len(self.source))))
+        self.unit_std = (
+            float(unit)
+            if unit
+            else corruptions.pixel_std_of(image_arrays(self.source, np.arange(min(256, len(self.source)))))
         )
         self.n_classes = len(scenario.class_names)
         self.default_kind = np.full(len(pool), "clean", dtype=object)
@@ -128,8 +129,7 @@ class VariantBuilder:
         self.base_size = min(int(base_size), self.base_rows.size)
         if self.base_size < 10 * self.n_classes:
             raise ValueError(
-                f"compare.base_size: only {self.base_size} clean on-task pool rows; need >= "
-                f"{10 * self.n_classes}"
+                f"compare.base_size: only {self.base_size} clean on-task pool rows; need >= {10 * self.n_classes}"
             )
         self.confusion = self._confusion(
             ref_x,
@@ -149,9 +149,7 @@ class VariantBuilder:
         with threadpool_limits(1, user_api="blas"):
             pred = LogisticRegression(max_iter=300).fit(ref_x, y_ref).predict(test_x)
         classes = list(range(self.n_classes))
-        return corruptions.confusion_from_matrix(
-            confusion_matrix(y_test, pred, labels=classes), classes
-        )
+        return corruptions.confusion_from_matrix(confusion_matrix(y_test, pred, labels=classes), classes)
 
     def build(self, spec: SettingSpec, seed: int) -> Variant:
         """The variant of ``spec`` for ``seed`` (deterministic given both)."""

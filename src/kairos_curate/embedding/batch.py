@@ -158,9 +158,7 @@ class _Images(Dataset[tuple[int, Any]]):
         pixels = getattr(source, "pixels", None)
         # exact type only: a subclass may override load_image
         self.grey_pixels = (
-            pixels
-            if type(source) is ArrayImageSource and pixels is not None and pixels.ndim == 3
-            else None
+            pixels if type(source) is ArrayImageSource and pixels is not None and pixels.ndim == 3 else None
         )
 
     def __len__(self) -> int:
@@ -176,9 +174,7 @@ class _Images(Dataset[tuple[int, Any]]):
             return i, _Failure(err)
         except Exception as err:
             sample_id = self.source.ids[i]
-            return i, _Failure(
-                UnreadableImageError(f"cannot load image id {sample_id} (index {i}): {err}")
-            )
+            return i, _Failure(UnreadableImageError(f"cannot load image id {sample_id} (index {i}): {err}"))
 
 
 def _lower_priority(_worker_id: int) -> None:
@@ -328,9 +324,7 @@ def embed_images(
             n_pending = int(tail.size)
             last_flush = time.monotonic()
 
-        with tqdm(
-            total=n, initial=n - int(todo.size), desc=desc, unit="img", disable=not progress
-        ) as bar:
+        with tqdm(total=n, initial=n - int(todo.size), desc=desc, unit="img", disable=not progress) as bar:
             try:
                 for idx, batch, failed in loader:
                     if batch is not None:
@@ -420,8 +414,17 @@ def embed_source(
         it are in the cache (when there is one).
     """
     report = embed_images(
-        source, encoder, batch_size=batch_size, num_workers=num_workers, normalize=normalize,
-        cache_dir=cache_dir, progress=progress, desc=desc, shard_size=shard_size,
-        flush_seconds=flush_seconds, skip_unreadable=False, stats=stats,
+        source,
+        encoder,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        normalize=normalize,
+        cache_dir=cache_dir,
+        progress=progress,
+        desc=desc,
+        shard_size=shard_size,
+        flush_seconds=flush_seconds,
+        skip_unreadable=False,
+        stats=stats,
     )
     return report.ids, report.embeddings

@@ -89,9 +89,7 @@ class EmbeddingCache:
                 index[_key(sid, h)] = (path, row)
         return index
 
-    def lookup(
-        self, ids: np.ndarray, hashes: list[str] | np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(self, ids: np.ndarray, hashes: list[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Find cached rows.
 
         Parameters

@@ -121,13 +121,9 @@ class Preprocessor:
                 f"{self.image_size}, resize_size={self.resize_size}"
             )
         if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {sorted(_INTERPOLATIONS)}; got {self.interpolation!r}"
-            )
+            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}; got {self.interpolation!r}")
         if self.resize_mode not in ("shortest", "squash"):
-            raise ValueError(
-                f"resize_mode must be 'shortest' or 'squash'; got {self.resize_mode!r}"
-            )
+            raise ValueError(f"resize_mode must be 'shortest' or 'squash'; got {self.resize_mode!r}")
 
     def describe(self) -> str:
         """A stable one-line description (part of the encoder fingerprint)."""
@@ -174,9 +170,7 @@ class Preprocessor:
         is what convolution kernels on the CPU run fastest on.
         """
         if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
-            raise ValueError(
-                f"batch must be a uint8 (N, H, W, 3) tensor; got {batch.dtype} {tuple(batch.shape)}"
-            )
+            raise ValueError(f"batch must be a uint8 (N, H, W, 3) tensor; got {batch.dtype} {tuple(batch.shape)}")
         x = batch.permute(0, 3, 1, 2)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
@@ -348,9 +342,7 @@ def _build_efficientnet(
         else:
             path = _require_file(weights, Path(weights), "efficientnet-lite0")
         with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
-            net = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=str(path), image_size=size
-            )
+            net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path), image_size=size)
         ident = f"sha256:{file_sha256(path)}"
     else:
         net = EfficientNet.from_name("efficientnet-lite0", image_size=size)
@@ -373,9 +365,7 @@ def _build_open_clip(
 
     known = open_clip.list_models()
     if arch not in known:
-        raise ValueError(
-            f"unknown open_clip architecture {arch!r}; known: {', '.join(known[:40])}, ..."
-        )
+        raise ValueError(f"unknown open_clip architecture {arch!r}; known: {', '.join(known[:40])}, ...")
     kwargs: dict[str, Any] = dict(model_kwargs)
     if image_size is not None:
         kwargs["force_image_size"] = int(image_size)
@@ -398,8 +388,7 @@ def _build_open_clip(
     resize_mode = cfg.get("resize_mode", "shortest")
     if resize_mode not in ("shortest", "squash"):
         raise ValueError(
-            f"open_clip resize_mode {resize_mode!r} of {arch} is not supported; "
-            "only 'shortest' and 'squash' are"
+            f"open_clip resize_mode {resize_mode!r} of {arch} is not supported; only 'shortest' and 'squash' are"
         )
     pre = Preprocessor(
         image_size=size,
@@ -427,9 +416,7 @@ def _build_torchvision(
 
     net = getattr(torchvision.models, arch)(weights=None)
     if pretrained:
-        path = _require_file(
-            weights, models_dir / "torchvision" / f"{arch}.pth", f"torchvision {arch} ImageNet"
-        )
+        path = _require_file(weights, models_dir / "torchvision" / f"{arch}.pth", f"torchvision {arch} ImageNet")
         state = torch.load(path, map_location="cpu", weights_only=True)
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
@@ -445,9 +432,7 @@ def _build_torchvision(
     dim = int(net.fc.in_features)
     net.fc = nn.Identity()
     size = 224 if image_size is None else int(image_size)
-    pre = Preprocessor(
-        image_size=size, resize_size=round(size * 256 / 224), interpolation="bilinear"
-    )
+    pre = Preprocessor(image_size=size, resize_size=round(size * 256 / 224), interpolation="bilinear")
     return net, pre, dim, ident
 
 
@@ -465,8 +450,16 @@ def _checkpoint_errors(spec: str, weights: str | os.PathLike[str] | None) -> Any
 
     try:
         yield
-    except (pickle.UnpicklingError, RuntimeError, AssertionError, EOFError, KeyError,
-            AttributeError, TypeError, ValueError) as err:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        AssertionError,
+        EOFError,
+        KeyError,
+        AttributeError,
+        TypeError,
+        ValueError,
+    ) as err:
         if isinstance(err, ValueError) and str(weights) in str(err):
             raise  # already names the file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -550,10 +543,7 @@ def load_encoder(
             model, pre, dim, ident = _build_open_clip(
                 spec.removeprefix("open_clip:"), weights, pretrained, image_size, mdir, kwargs
             )
-        elif (
-            spec.startswith("torchvision:")
-            and spec.removeprefix("torchvision:") in _TORCHVISION_RESNETS
-        ):
+        elif spec.startswith("torchvision:") and spec.removeprefix("torchvision:") in _TORCHVISION_RESNETS:
             model, pre, dim, ident = _build_torchvision(
                 spec.removeprefix("torchvision:"), weights, pretrained, image_size, mdir
             )

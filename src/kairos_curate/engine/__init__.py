@@ -54,9 +54,7 @@ def get_engine(
         raise ValueError(f"engine must be one of {ENGINES}, got {name!r} (--engine local|ray)")
     if name == "local":
         if address:
-            raise ValueError(
-                f"--ray-address {address!r} was given with engine 'local'; add --engine ray"
-            )
+            raise ValueError(f"--ray-address {address!r} was given with engine 'local'; add --engine ray")
         return LocalEngine()
     from kairos_curate.engine.ray_engine import RayEngine
 

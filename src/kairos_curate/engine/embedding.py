@@ -155,9 +155,7 @@ class _Hash:
                 try:
                     out.append(hashlib.sha1(path.read_bytes()).hexdigest())
                 except FileNotFoundError:
-                    raise FileNotFoundError(
-                        f"image file {path} (id {batch['id'][k]}) is missing"
-                    ) from None
+                    raise FileNotFoundError(f"image file {path} (id {batch['id'][k]}) is missing") from None
             else:
                 out.append(str(source.content_hash(int(index))))
         return {"index": batch["index"], "hash": np.asarray(out, dtype=object)}
@@ -175,9 +173,7 @@ class _Decode:
         pixels = []
         for k, index in enumerate(batch["index"].tolist()):
             if source is None:
-                image = FileImageSource([str(batch["id"][k])], [str(batch["path"][k])]).load_image(
-                    0
-                )
+                image = FileImageSource([str(batch["id"][k])], [str(batch["path"][k])]).load_image(0)
             else:
                 image = source.load_image(int(index))
             pixels.append(self.preprocess.to_uint8(image))
@@ -312,9 +308,7 @@ def embed_source_ray(
                 fn_constructor_args=(preprocess, source_ref),
                 batch_size=int(batch_size),
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(
-                    size=min(blocks, max(1, cpus - 1) if not gpus else cpus)
-                ),
+                compute=ray.data.ActorPoolStrategy(size=min(blocks, max(1, cpus - 1) if not gpus else cpus)),
                 num_cpus=1,
             )
             actors = int(num_actors) if num_actors else (gpus if gpus else max(1, cpus - 1))
@@ -357,10 +351,7 @@ def _manifest(cols: dict[str, np.ndarray], blocks: int) -> Any:
     edges = np.linspace(0, n, blocks + 1).astype(int)
     tables = [
         pa.table(
-            {
-                k: pa.array(v[lo:hi].tolist(), type=pa.int64() if k == "index" else pa.string())
-                for k, v in cols.items()
-            }
+            {k: pa.array(v[lo:hi].tolist(), type=pa.int64() if k == "index" else pa.string()) for k, v in cols.items()}
         )
         for lo, hi in itertools.pairwise(edges)
         if hi > lo

@@ -78,9 +78,7 @@ class RayEngine:
             if address is None:
                 kwargs["num_cpus"] = int(num_cpus) if num_cpus else os.cpu_count() or 1
                 kwargs["object_store_memory"] = int(
-                    object_store_bytes
-                    if object_store_bytes
-                    else min(2 * 2**30, _shm_bytes() // 4 or 2 * 2**30)
+                    object_store_bytes if object_store_bytes else min(2 * 2**30, _shm_bytes() // 4 or 2 * 2**30)
                 )
                 # workers of a local cluster import the same kairos_curate as the driver
                 env = dict(runtime_env or {})

@@ -86,9 +86,7 @@ def value_with_engine(
     from kairos_curate.valuation.kernels import DEFAULT_MEMORY_BUDGET
 
     if method not in METHODS:
-        raise ValueError(
-            f"method must be one of {METHODS}, got {method!r} (--method exact|nystrom)"
-        )
+        raise ValueError(f"method must be one of {METHODS}, got {method!r} (--method exact|nystrom)")
     budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else int(memory_budget_bytes)
     eng = get_engine(engine, ray_address) if isinstance(engine, str) or engine is None else engine
     labels = dict(
@@ -202,8 +200,9 @@ def value_method_with_engine(
     return value(instance, inputs, fit=fit)
 
 
-def value_routed(name: str, inputs: Any, params: Mapping[str, Any] | None = None, *, engine: Any,
-                 runner: Any = None, note: str = "") -> tuple[ValuationResult, str]:
+def value_routed(
+    name: str, inputs: Any, params: Mapping[str, Any] | None = None, *, engine: Any, runner: Any = None, note: str = ""
+) -> tuple[ValuationResult, str]:
     """Value with the path ``engine`` (the ``engine`` params section) picks; return the result and
     the path (``"local"``, ``"exact"`` or ``"nystrom"``).
 
@@ -221,6 +220,13 @@ def value_routed(name: str, inputs: Any, params: Mapping[str, Any] | None = None
         if engine.name == "ray":
             print(f"NOTE {note}: {name} has no distributed path; valued in this process")
         return value(name, inputs, params), path
-    result = value_method_with_engine(name, inputs, params, engine=runner or "local", method=path,
-                                      shard_size=engine.shard_size, n_landmarks=engine.landmarks)
+    result = value_method_with_engine(
+        name,
+        inputs,
+        params,
+        engine=runner or "local",
+        method=path,
+        shard_size=engine.shard_size,
+        n_landmarks=engine.landmarks,
+    )
     return result, path

@@ -153,13 +153,15 @@ def find_chromium() -> str | None:
     return None
 
 
-def _open_page(browser: Any, url: str, width: int, height: int, timeout: float, full_page: bool,
-               allow_remote: Sequence[str]) -> tuple[dict[str, Any], bytes, list[str], list[str]]:
+def _open_page(
+    browser: Any, url: str, width: int, height: int, timeout: float, full_page: bool, allow_remote: Sequence[str]
+) -> tuple[dict[str, Any], bytes, list[str], list[str]]:
     errors: list[str] = []
     remote: list[str] = []
     blocked_ok: set[str] = set()
-    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1,
-                                  service_workers="block")
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, device_scale_factor=1, service_workers="block"
+    )
     try:
         page = context.new_page()
         page.set_default_timeout(timeout * 1000)
@@ -201,8 +203,15 @@ def _open_page(browser: Any, url: str, width: int, height: int, timeout: float, 
     return info, png, errors, remote
 
 
-def _run(jobs: list[tuple[Path, Path | None]], binary: str, width: int, height: int, timeout: float,
-         full_page: bool, allow_remote: Sequence[str]) -> list[PageCheck]:
+def _run(
+    jobs: list[tuple[Path, Path | None]],
+    binary: str,
+    width: int,
+    height: int,
+    timeout: float,
+    full_page: bool,
+    allow_remote: Sequence[str],
+) -> list[PageCheck]:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -210,17 +219,31 @@ def _run(jobs: list[tuple[Path, Path | None]], binary: str, width: int, height: 
     with tempfile.TemporaryDirectory(prefix="kairos-chromium-", ignore_cleanup_errors=True) as profile:
         try:
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=binary, headless=True, args=list(CHROMIUM_FLAGS),
-                                             timeout=timeout * 1000, env={**os.environ, "HOME": profile})
+                browser = pw.chromium.launch(
+                    executable_path=binary,
+                    headless=True,
+                    args=list(CHROMIUM_FLAGS),
+                    timeout=timeout * 1000,
+                    env={**os.environ, "HOME": profile},
+                )
                 try:
                     for page_path, _ in jobs:
                         url = page_path.as_uri()
-                        info, png, errors, remote = _open_page(browser, url, width, height, timeout, full_page,
-                                                               allow_remote)
-                        checks.append(PageCheck(url=url, title=str(info["title"]), images=list(info["images"]),
-                                                console_errors=errors, remote_requests=remote, screenshot=png,
-                                                first_screen_text=str(info["text"]),
-                                                page_height=int(info["height"])))
+                        info, png, errors, remote = _open_page(
+                            browser, url, width, height, timeout, full_page, allow_remote
+                        )
+                        checks.append(
+                            PageCheck(
+                                url=url,
+                                title=str(info["title"]),
+                                images=list(info["images"]),
+                                console_errors=errors,
+                                remote_requests=remote,
+                                screenshot=png,
+                                first_screen_text=str(info["text"]),
+                                page_height=int(info["height"]),
+                            )
+                        )
                 finally:
                     browser.close()
         except PlaywrightError as err:
@@ -228,24 +251,33 @@ def _run(jobs: list[tuple[Path, Path | None]], binary: str, width: int, height: 
     return checks
 
 
-def check_pages(pages: Sequence[str | os.PathLike[str] | tuple[str | os.PathLike[str], str | os.PathLike[str] | None]],
-                *, width: int = 1280, height: int = 900, chromium: str | None = None, timeout: float = 60.0,
-                full_page: bool = False, allow_remote: Sequence[str] = NBCONVERT_CDN) -> list[PageCheck]:
+def check_pages(
+    pages: Sequence[str | os.PathLike[str] | tuple[str | os.PathLike[str], str | os.PathLike[str] | None]],
+    *,
+    width: int = 1280,
+    height: int = 900,
+    chromium: str | None = None,
+    timeout: float = 60.0,
+    full_page: bool = False,
+    allow_remote: Sequence[str] = NBCONVERT_CDN,
+) -> list[PageCheck]:
     """:func:`check_page` for several pages in one browser session (one start-up for all).
 
     ``pages`` holds HTML paths, or ``(html_path, screenshot_path_or_None)`` pairs.
     """
     jobs: list[tuple[Path, Path | None]] = []
     for item in pages:
-        html_path, shot = (item if isinstance(item, tuple) else (item, None))
+        html_path, shot = item if isinstance(item, tuple) else (item, None)
         page = Path(html_path).resolve()
         if not page.exists():
             raise FileNotFoundError(f"HTML file {page} not found")
         jobs.append((page, Path(shot) if shot is not None else None))
     binary = chromium or find_chromium()
     if binary is None:
-        raise FileNotFoundError("no Chromium found: install Debian's `chromium` (apt-get install -y chromium) "
-                                "or set $CHROMIUM to a Chromium/Chrome binary")
+        raise FileNotFoundError(
+            "no Chromium found: install Debian's `chromium` (apt-get install -y chromium) "
+            "or set $CHROMIUM to a Chromium/Chrome binary"
+        )
     if not jobs:
         return []
     # Playwright's sync API refuses to run where an asyncio loop is running (a Jupyter kernel, as
@@ -259,10 +291,17 @@ def check_pages(pages: Sequence[str | os.PathLike[str] | tuple[str | os.PathLike
     return checks
 
 
-def check_page(html_path: str | os.PathLike[str], screenshot: str | os.PathLike[str] | None = None, *,
-               width: int = 1280, height: int = 900, chromium: str | None = None,
-               timeout: float = 60.0, full_page: bool = False,
-               allow_remote: Sequence[str] = NBCONVERT_CDN) -> PageCheck:
+def check_page(
+    html_path: str | os.PathLike[str],
+    screenshot: str | os.PathLike[str] | None = None,
+    *,
+    width: int = 1280,
+    height: int = 900,
+    chromium: str | None = None,
+    timeout: float = 60.0,
+    full_page: bool = False,
+    allow_remote: Sequence[str] = NBCONVERT_CDN,
+) -> PageCheck:
     """Open ``html_path`` in headless Chromium and report images, console errors and a screenshot.
 
     Parameters
@@ -296,8 +335,15 @@ def check_page(html_path: str | os.PathLike[str], screenshot: str | os.PathLike[
     BrowserError
         Chromium did not start or answer in time.
     """
-    return check_pages([(html_path, screenshot)], width=width, height=height, chromium=chromium, timeout=timeout,
-                       full_page=full_page, allow_remote=allow_remote)[0]
+    return check_pages(
+        [(html_path, screenshot)],
+        width=width,
+        height=height,
+        chromium=chromium,
+        timeout=timeout,
+        full_page=full_page,
+        allow_remote=allow_remote,
+    )[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,8 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(main.__doc__)
         return 0 if args and args[0] in ("-h", "--help") else 2
     check = check_page(args[0], args[1] if len(args) > 1 else None)
-    print(f"{check.url}: {len(check.images)} images, {len(check.broken_images)} broken, "
-          f"{len(check.console_errors)} console errors, {len(check.remote_requests)} remote requests blocked")
+    print(
+        f"{check.url}: {len(check.images)} images, {len(check.broken_images)} broken, "
+        f"{len(check.console_errors)} console errors, {len(check.remote_requests)} remote requests blocked"
+    )
     for err in check.console_errors:
         print(f"  {err}")
     return 0 if check.ok else 1

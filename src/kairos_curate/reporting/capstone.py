@@ -40,8 +40,10 @@ def _get(metrics: dict[str, Any], stage: str, key: str) -> Any:
     try:
         return metrics[stage][key]
     except KeyError:
-        raise ValueError(f"{PATHS.metrics / (stage + '.json')} lacks {key!r}; it was written by an older "
-                         f"version of the stage: rerun `dvc repro {stage}`") from None
+        raise ValueError(
+            f"{PATHS.metrics / (stage + '.json')} lacks {key!r}; it was written by an older "
+            f"version of the stage: rerun `dvc repro {stage}`"
+        ) from None
 
 
 def _read_csv(path: Path, stage: str, missing: list[str]) -> pd.DataFrame | None:
@@ -62,9 +64,14 @@ def _notebook_links(root: Path) -> list[str]:
     return out
 
 
-def build_capstone(root: str | Path = ".", title: str = "KAIROS curation report", *,
-                   required: Sequence[str] = ALWAYS_REQUIRED, primary: str = "herding",
-                   primary_method: str = "lora") -> Report:
+def build_capstone(
+    root: str | Path = ".",
+    title: str = "KAIROS curation report",
+    *,
+    required: Sequence[str] = ALWAYS_REQUIRED,
+    primary: str = "herding",
+    primary_method: str = "lora",
+) -> Report:
     """The capstone report of the project under ``root``.
 
     Parameters
@@ -90,13 +97,17 @@ def build_capstone(root: str | Path = ".", title: str = "KAIROS curation report"
     metrics = load_metrics(base)
     for stage in dict.fromkeys([*ALWAYS_REQUIRED, *required]):
         if stage not in metrics:
-            raise FileNotFoundError(f"{base / PATHS.metrics / (stage + '.json')} not found; the report needs it: "
-                                    f"run `dvc repro {stage}`")
+            raise FileNotFoundError(
+                f"{base / PATHS.metrics / (stage + '.json')} not found; the report needs it: run `dvc repro {stage}`"
+            )
     prep, emb, val = metrics["prepare"], metrics["embed"], metrics["value"]
     comp, ft = metrics.get("compare"), metrics.get("finetune")
     figures, tables = base / PATHS.figures, base / PATHS.tables
-    missing = [f"`reports/metrics/{stage}.json` (run `dvc repro {stage}`)"
-               for stage, present in (("compare", comp), ("finetune", ft)) if not present]
+    missing = [
+        f"`reports/metrics/{stage}.json` (run `dvc repro {stage}`)"
+        for stage, present in (("compare", comp), ("finetune", ft))
+        if not present
+    ]
     detection = _read_csv(tables / "compare_detection.csv", "compare", missing) if comp else None
     summary_all = _read_csv(tables / "finetune_summary.csv", "finetune", missing) if ft else None
     sweep = _read_csv(tables / "finetune_sweep.csv", "finetune", missing) if ft else None
@@ -109,42 +120,75 @@ def build_capstone(root: str | Path = ".", title: str = "KAIROS curation report"
     method = str(_get(metrics, "value", "method"))
     prov = provenance(base)
 
-    report = Report(title, subtitle=(
-        f"Generated {prov['date (UTC)']} UTC from the pipeline's metrics and tables at git "
-        f"`{prov['git revision']}`. Pool of {pool} images valued against {prep['reference']} clean reference "
-        f"images with `{emb['encoder']}` embeddings" + (f"; fine-tuned `{ft['backbone']}`." if ft else ".")))
-    keys = key_results(summary, primary=primary, method=primary_method, detection=detection, value_method=method,
-                       sweep_text=sweep_text, pool_size=pool, noisy=noisy)
+    report = Report(
+        title,
+        subtitle=(
+            f"Generated {prov['date (UTC)']} UTC from the pipeline's metrics and tables at git "
+            f"`{prov['git revision']}`. Pool of {pool} images valued against {prep['reference']} clean reference "
+            f"images with `{emb['encoder']}` embeddings" + (f"; fine-tuned `{ft['backbone']}`." if ft else ".")
+        ),
+    )
+    keys = key_results(
+        summary,
+        primary=primary,
+        method=primary_method,
+        detection=detection,
+        value_method=method,
+        sweep_text=sweep_text,
+        pool_size=pool,
+        noisy=noisy,
+    )
     report.lead.append(Callout("Key results", keys.headline, keys.lines, keys.tone))
     if missing:
         report.lead.append(Note("Optional inputs missing, their sections are incomplete: " + "; ".join(missing) + "."))
 
-    report.sections.append(Section("The challenge", [
-        f"A large noisy pool and a small clean reference: which few samples are worth training on? Here "
-        f"{prep['pool_noisy_fraction']:.0%} of the {pool} pool images have a problem a user cannot see in the "
-        f"labels: {prep['pool_off_task']} are off-task images carrying a plausible task label, "
-        f"{prep['pool_pixel_noise']} carry pixel noise and {prep['pool_label_flipped']} have a flipped label. "
-        "KAIROS values each pool sample by how much it pulls the pool's embedding distribution towards the reference "
-        "(maximum mean discrepancy, MMD); we select a subset, fine-tune on it, and compare against the full pool, "
-        "random subsets of the same size and a ground-truth oracle.",
-    ]))
+    report.sections.append(
+        Section(
+            "The challenge",
+            [
+                f"A large noisy pool and a small clean reference: which few samples are worth training on? Here "
+                f"{prep['pool_noisy_fraction']:.0%} of the {pool} pool images have a problem a user cannot see in the "
+                f"labels: {prep['pool_off_task']} are off-task images carrying a plausible task label, "
+                f"{prep['pool_pixel_noise']} carry pixel noise and {prep['pool_label_flipped']} have a flipped label. "
+                "KAIROS values each pool sample by how much it pulls the pool's embedding distribution towards the reference "
+                "(maximum mean discrepancy, MMD); we select a subset, fine-tune on it, and compare against the full pool, "
+                "random subsets of the same size and a ground-truth oracle.",
+            ],
+        )
+    )
     report.sections.append(_datasets(prep, figures))
-    report.sections.append(Section("The pipeline", [
-        Flow([("prepare", f"{prep['pool']} pool, {prep['reference']} reference, {prep['test']} test images"),
-              ("embed", f"`{emb['encoder']}`, {emb['dim']}-d"),
-              ("value", f"`{method}`, {len(val['selections'])} selections of {val['k']}"),
-              ("compare", f"{len(comp['methods'])} methods vs ground truth" if comp else "not run"),
-              ("finetune", f"`{ft['backbone']}`, {ft['trials']} trials" if ft else "not run"),
-              ("report", "this page")]),
-        f"Embeddings: `{emb['encoder']}` ({emb['dim']}-d, {emb['image_size']} px, device `{emb['device']}`, "
-        f"{emb['images_per_second']:.0f} images/s over the stage). Valuation: `{method}` "
-        f"(label mode `{val['label_mode']}`), RBF bandwidth {val['bandwidth']:.4g}, {val['value_seconds']:.2f} s "
-        "for the whole pool."
-        + (f" Fine-tuning: `{ft['backbone']}`, trained layers: {ft['trained_layers']}; frozen-stem outputs cached: "
-           f"{ft['stem_outputs_cached']}." if ft else ""),
-        *(["The rendered notebook of every stage, with its figures:", links] if (links := _notebook_links(base))
-          else [Note("No exported notebook pages yet: run `dvc repro`.")]),
-    ]))
+    report.sections.append(
+        Section(
+            "The pipeline",
+            [
+                Flow(
+                    [
+                        ("prepare", f"{prep['pool']} pool, {prep['reference']} reference, {prep['test']} test images"),
+                        ("embed", f"`{emb['encoder']}`, {emb['dim']}-d"),
+                        ("value", f"`{method}`, {len(val['selections'])} selections of {val['k']}"),
+                        ("compare", f"{len(comp['methods'])} methods vs ground truth" if comp else "not run"),
+                        ("finetune", f"`{ft['backbone']}`, {ft['trials']} trials" if ft else "not run"),
+                        ("report", "this page"),
+                    ]
+                ),
+                f"Embeddings: `{emb['encoder']}` ({emb['dim']}-d, {emb['image_size']} px, device `{emb['device']}`, "
+                f"{emb['images_per_second']:.0f} images/s over the stage). Valuation: `{method}` "
+                f"(label mode `{val['label_mode']}`), RBF bandwidth {val['bandwidth']:.4g}, {val['value_seconds']:.2f} s "
+                "for the whole pool."
+                + (
+                    f" Fine-tuning: `{ft['backbone']}`, trained layers: {ft['trained_layers']}; frozen-stem outputs cached: "
+                    f"{ft['stem_outputs_cached']}."
+                    if ft
+                    else ""
+                ),
+                *(
+                    ["The rendered notebook of every stage, with its figures:", links]
+                    if (links := _notebook_links(base))
+                    else [Note("No exported notebook pages yet: run `dvc repro`.")]
+                ),
+            ],
+        )
+    )
     report.sections.append(_valuation(val, figures))
     report.sections.append(_robustness(detection, noisy, figures))
     report.sections.append(_finetuning(summary, ft, figures))
@@ -157,35 +201,52 @@ def build_capstone(root: str | Path = ".", title: str = "KAIROS curation report"
 
 
 def _datasets(prep: dict[str, Any], figures: Path) -> Section:
-    counts = pd.DataFrame([
-        {"split": "pool (noisy, to curate)", "images": prep["pool"],
-         "with a problem": f"{prep['pool_noisy']} ({prep['pool_noisy_fraction']:.1%})"},
-        {"split": "reference (clean, defines the task)", "images": prep["reference"], "with a problem": "0"},
-        {"split": "test (clean, held out)", "images": prep["test"], "with a problem": "0"},
-    ])
+    counts = pd.DataFrame(
+        [
+            {
+                "split": "pool (noisy, to curate)",
+                "images": prep["pool"],
+                "with a problem": f"{prep['pool_noisy']} ({prep['pool_noisy_fraction']:.1%})",
+            },
+            {"split": "reference (clean, defines the task)", "images": prep["reference"], "with a problem": "0"},
+            {"split": "test (clean, held out)", "images": prep["test"], "with a problem": "0"},
+        ]
+    )
     if prep.get("source", "fashion_mnist") == "fashion_mnist":
-        source = ["Images: Fashion-MNIST (the offline default); task classes stand for the poster's insect "
-                  "categories, off-task classes for its other species."]
+        source = [
+            "Images: Fashion-MNIST (the offline default); task classes stand for the poster's insect "
+            "categories, off-task classes for its other species."
+        ]
     else:
         skipped = prep.get("skipped", {})
-        source = [f"Images: the pool is iNaturalist 2021, species mapped to the task categories by the taxonomy "
-                  f"mapping (version {prep.get('taxonomy_version', '?')}); reference and test are disjoint samples "
-                  f"of the Insects Image Dataset. {prep.get('pool_dropped_equal_to_reference_or_test', 0)} pool "
-                  f"images identical to a reference or test image were dropped; the adapters skipped "
-                  f"{skipped.get('inaturalist', 0)} iNaturalist and {skipped.get('insects', 0)} Insects entries "
-                  "(missing or unreadable files)."]
-    return Section("Datasets and class overlap", [
-        f"{prep['n_task_classes']} task classes. The reference and the test set share no image with the pool "
-        f"(checked by id and content hash). Pixel-noise severities are in units of the clean pool's pixel std "
-        f"({prep['severity_unit_pixel_std']:.1f} on the 0-255 scale). Ground truth is used only for evaluation.",
-        *source,
-        counts,
-        Figure(figures / "01_prepare" / "class_overlap.png", "Class overlap: genuine vs off-task images per shown label"),
-        Figure(figures / "01_prepare" / "pool_problems.png", "Pool images per ground-truth problem"),
-        Figure(figures / "02_embed" / "tsne.png", "t-SNE of pool and reference embeddings"),
-        Figure(figures / "02_embed" / "nearest_reference_distance.png",
-               "Distance to the nearest reference image by ground-truth category"),
-    ])
+        source = [
+            f"Images: the pool is iNaturalist 2021, species mapped to the task categories by the taxonomy "
+            f"mapping (version {prep.get('taxonomy_version', '?')}); reference and test are disjoint samples "
+            f"of the Insects Image Dataset. {prep.get('pool_dropped_equal_to_reference_or_test', 0)} pool "
+            f"images identical to a reference or test image were dropped; the adapters skipped "
+            f"{skipped.get('inaturalist', 0)} iNaturalist and {skipped.get('insects', 0)} Insects entries "
+            "(missing or unreadable files)."
+        ]
+    return Section(
+        "Datasets and class overlap",
+        [
+            f"{prep['n_task_classes']} task classes. The reference and the test set share no image with the pool "
+            f"(checked by id and content hash). Pixel-noise severities are in units of the clean pool's pixel std "
+            f"({prep['severity_unit_pixel_std']:.1f} on the 0-255 scale). Ground truth is used only for evaluation.",
+            *source,
+            counts,
+            Figure(
+                figures / "01_prepare" / "class_overlap.png",
+                "Class overlap: genuine vs off-task images per shown label",
+            ),
+            Figure(figures / "01_prepare" / "pool_problems.png", "Pool images per ground-truth problem"),
+            Figure(figures / "02_embed" / "tsne.png", "t-SNE of pool and reference embeddings"),
+            Figure(
+                figures / "02_embed" / "nearest_reference_distance.png",
+                "Distance to the nearest reference image by ground-truth category",
+            ),
+        ],
+    )
 
 
 def _valuation(val: dict[str, Any], figures: Path) -> Section:
@@ -219,8 +280,12 @@ def _robustness(detection: pd.DataFrame | None, noisy: pd.DataFrame | None, figu
     else:
         blocks.append(Note("Detection results missing: run `dvc repro compare`."))
     if noisy is not None and not noisy.empty:
-        blocks += ["Fine-tuning on the pool with added pixel noise (the poster's robustness table); every subset is "
-                   "curated by its own valuation of the noisy pool:", poster_table(noisy), *noise_verdicts(noisy)]
+        blocks += [
+            "Fine-tuning on the pool with added pixel noise (the poster's robustness table); every subset is "
+            "curated by its own valuation of the noisy pool:",
+            poster_table(noisy),
+            *noise_verdicts(noisy),
+        ]
     return Section("Robustness to noise", blocks)
 
 
@@ -242,43 +307,74 @@ def _finetuning(summary: pd.DataFrame | None, ft: dict[str, Any] | None, figures
 def _sizes(sweep: pd.DataFrame | None, sweep_text: str | None, figures: Path) -> Section:
     title = "Results across data sizes"
     if sweep is None:
-        return Section(title, [Note("Sizes sweep missing: set `finetune.size_fractions` and run `dvc repro finetune`.")])
-    return Section(title, [
-        "The primary selection, best-first, cut at growing fractions and trained the same way.",
-        sweep_table(sweep), sweep_text or "",
-        Figure(figures / "05_finetune" / "sizes_sweep.png", "Metrics across curated sizes"),
-    ])
+        return Section(
+            title, [Note("Sizes sweep missing: set `finetune.size_fractions` and run `dvc repro finetune`.")]
+        )
+    return Section(
+        title,
+        [
+            "The primary selection, best-first, cut at growing fractions and trained the same way.",
+            sweep_table(sweep),
+            sweep_text or "",
+            Figure(figures / "05_finetune" / "sizes_sweep.png", "Metrics across curated sizes"),
+        ],
+    )
 
 
 def _compute(summary: pd.DataFrame | None, figures: Path) -> Section:
     title = "Compute saved"
     saved = compute_saved(summary) if summary is not None else pd.DataFrame()
     if saved.empty:
-        return Section(title, [Note("Needs a `full` row in the fine-tuning results: run `dvc repro finetune` with "
-                                    "`full` in `finetune.subsets`.")])
-    shown = saved.assign(**{
-        "speed-up": [f"{v:.1f}x" for v in saved["speed-up"]],
-        "time saved": [f"{v:.1%}" for v in saved["time saved"]],
-        "AUC retained": [f"{v:.1%}" for v in saved["AUC retained"]],
-    })
-    return Section(title, [
-        "Training time of each subset relative to the full pool (same method, means over trials): speed-up = "
-        "full / subset, time saved = 1 - subset / full, AUC retained = subset AUC / full AUC.",
-        shown, Figure(figures / "06_report" / "compute_vs_accuracy.png",
-                      "Compute vs accuracy: every subset and method, with the sizes curve"),
-    ])
+        return Section(
+            title,
+            [
+                Note(
+                    "Needs a `full` row in the fine-tuning results: run `dvc repro finetune` with "
+                    "`full` in `finetune.subsets`."
+                )
+            ],
+        )
+    shown = saved.assign(
+        **{
+            "speed-up": [f"{v:.1f}x" for v in saved["speed-up"]],
+            "time saved": [f"{v:.1%}" for v in saved["time saved"]],
+            "AUC retained": [f"{v:.1%}" for v in saved["AUC retained"]],
+        }
+    )
+    return Section(
+        title,
+        [
+            "Training time of each subset relative to the full pool (same method, means over trials): speed-up = "
+            "full / subset, time saved = 1 - subset / full, AUC retained = subset AUC / full AUC.",
+            shown,
+            Figure(
+                figures / "06_report" / "compute_vs_accuracy.png",
+                "Compute vs accuracy: every subset and method, with the sizes curve",
+            ),
+        ],
+    )
 
 
 def _audit(base: Path) -> Section:
     flags_path = base / "reports" / "audit" / "flags.csv"
-    command = ("`kairos-curate audit --pool data/embeddings/pool.npz --reference data/embeddings/reference.npz "
-               "--images data/prepared/pixels.npz --out reports/audit`")
+    command = (
+        "`kairos-curate audit --pool data/embeddings/pool.npz --reference data/embeddings/reference.npz "
+        "--images data/prepared/pixels.npz --out reports/audit`"
+    )
     if not flags_path.exists():
-        return Section("Data audit", [f"Not run yet. The poster's future work, an automated auditing layer that "
-                                      f"names each sample's problem before training: {command}."])
+        return Section(
+            "Data audit",
+            [
+                f"Not run yet. The poster's future work, an automated auditing layer that "
+                f"names each sample's problem before training: {command}."
+            ],
+        )
     flags = pd.read_csv(flags_path)
-    counts = ", ".join(f"{int(flags[f'is_{t}'].astype(bool).sum())} {t.replace('_', '-')}"
-                       for t in ("corrupted", "off_task", "mislabelled", "near_duplicate") if f"is_{t}" in flags)
+    counts = ", ".join(
+        f"{int(flags[f'is_{t}'].astype(bool).sum())} {t.replace('_', '-')}"
+        for t in ("corrupted", "off_task", "mislabelled", "near_duplicate")
+        if f"is_{t}" in flags
+    )
     blocks: list[Any] = [
         f"The poster's future work, an automated auditing layer: {command} names each pool sample's problem - "
         "corrupted, off-task, likely mislabelled (with the suggested label), near-duplicate - each flag calibrated on "
@@ -289,41 +385,76 @@ def _audit(base: Path) -> Section:
     scores_path = base / PATHS.tables / "audit_scores.csv"
     if scores_path.exists():
         scores = pd.read_csv(scores_path)
-        blocks += ["Each type's flag against the scenario's ground truth (the audit never read it):",
-                   scores[[c for c in ("issue_type", "n_true", "n_flagged", "precision", "recall", "auroc",
-                                       "suggestion_accuracy") if c in scores.columns]]]
+        blocks += [
+            "Each type's flag against the scenario's ground truth (the audit never read it):",
+            scores[
+                [
+                    c
+                    for c in (
+                        "issue_type",
+                        "n_true",
+                        "n_flagged",
+                        "precision",
+                        "recall",
+                        "auroc",
+                        "suggestion_accuracy",
+                    )
+                    if c in scores.columns
+                ]
+            ],
+        ]
     return Section("Data audit", blocks)
 
 
-def _limitations(prep: dict[str, Any], val: dict[str, Any], ft: dict[str, Any] | None,
-                 comp: dict[str, Any] | None) -> Section:
+def _limitations(
+    prep: dict[str, Any], val: dict[str, Any], ft: dict[str, Any] | None, comp: dict[str, Any] | None
+) -> Section:
     lines = [
-        ("The default scenario is Fashion-MNIST with EfficientNet-Lite0, chosen to run offline on two CPU cores; it "
-         "mirrors the poster's design (task classes vs off-task classes, pixel noise, label flips) but not its data."
-         if prep.get("source", "fashion_mnist") == "fashion_mnist" else
-         "Off-task iNaturalist images enter the pool with a task label drawn at random (scenario.offtask_label), "
-         "a stand-in for a weak labeller; which species count as off-task follows the taxonomy mapping."),
+        (
+            "The default scenario is Fashion-MNIST with EfficientNet-Lite0, chosen to run offline on two CPU cores; it "
+            "mirrors the poster's design (task classes vs off-task classes, pixel noise, label flips) but not its data."
+            if prep.get("source", "fashion_mnist") == "fashion_mnist"
+            else "Off-task iNaturalist images enter the pool with a task label drawn at random (scenario.offtask_label), "
+            "a stand-in for a weak labeller; which species count as off-task follows the taxonomy mapping."
+        ),
         "KAIROS assumes the reference is a gold standard: a biased reference propagates its bias into the selection.",
         f"Values depend on the RBF bandwidth ({val['bandwidth']:.4g}, median heuristic) and on the label mode "
         f"(`{val['label_mode']}` here); the feature term alone cannot see flipped labels.",
     ]
     if ft:
-        lines.append(f"Fine-tuning trained {ft['trained_layers']} with the frozen stem's outputs cached "
-                     f"({ft['stem_outputs_cached']}); {ft['trials']} trials give wide error bars.")
+        lines.append(
+            f"Fine-tuning trained {ft['trained_layers']} with the frozen stem's outputs cached "
+            f"({ft['stem_outputs_cached']}); {ft['trials']} trials give wide error bars."
+        )
     if comp:
-        lines.append("Deterministic detection methods ran once on one pool: their std is 0 and says nothing "
-                     "about variation across pools.")
+        lines.append(
+            "Deterministic detection methods ran once on one pool: their std is 0 and says nothing "
+            "about variation across pools."
+        )
     return Section("Limitations", [lines])
 
 
 def _provenance(base: Path, prov: dict[str, str]) -> Section:
     walls = stage_wall_times(base / PATHS.notebooks)
     if not walls.empty:
-        walls = pd.concat([walls, pd.DataFrame([{"stage": "total", "notebook": "",
-                                                 "wall time (s)": walls["wall time (s)"].sum(), "ended": ""}])],
-                          ignore_index=True)
-    return Section("Provenance", [
-        pd.DataFrame([{"item": k, "value": v} for k, v in prov.items()]),
-        walls if not walls.empty else Note("Stage wall times unavailable: the notebooks in `reports/notebooks/` "
-                                           "were not rendered by papermill (run `dvc repro`)."),
-    ])
+        walls = pd.concat(
+            [
+                walls,
+                pd.DataFrame(
+                    [{"stage": "total", "notebook": "", "wall time (s)": walls["wall time (s)"].sum(), "ended": ""}]
+                ),
+            ],
+            ignore_index=True,
+        )
+    return Section(
+        "Provenance",
+        [
+            pd.DataFrame([{"item": k, "value": v} for k, v in prov.items()]),
+            walls
+            if not walls.empty
+            else Note(
+                "Stage wall times unavailable: the notebooks in `reports/notebooks/` "
+                "were not rendered by papermill (run `dvc repro`)."
+            ),
+        ],
+    )

@@ -74,8 +74,7 @@ def _fmt(value: Any) -> str:
 
 
 def _card(row: pd.Series, sid: str, thumb: str | None, kind: str, extra: Sequence[tuple[str, Any]] = ()) -> str:
-    image = (f"<img alt='{html.escape(sid)}' src='{thumb}'>" if thumb
-             else "<div class='noimg'>no image</div>")
+    image = f"<img alt='{html.escape(sid)}' src='{thumb}'>" if thumb else "<div class='noimg'>no image</div>"
     cells: list[tuple[str, Any]] = []
     if "class_name" in row.index:
         cells.append(("class", row["class_name"]))
@@ -95,16 +94,24 @@ def _type_extra(row: pd.Series, issue: str) -> list[tuple[str, Any]]:
     if issue == "corrupted":
         kind = str(row.get("corruption", ""))
         extra: list[tuple[str, Any]] = [("check", kind)]
-        column = {"noisy": "noise_sigma", "blurry": "sharpness", "dark": "brightness", "light": "brightness",
-                  "low_information": "entropy"}.get(kind)
+        column = {
+            "noisy": "noise_sigma",
+            "blurry": "sharpness",
+            "dark": "brightness",
+            "light": "brightness",
+            "low_information": "entropy",
+        }.get(kind)
         if column and column in row.index:
             extra.append((column, row[column]))
         return extra
     if issue == "off_task":
         return [("-log(b/a)", row["off_task_score"]), ("p", row["off_task_p"])]
     if issue == "mislabelled":
-        return [("suggested", row.get("suggested_class_name", "")), ("confidence", row["suggested_confidence"]),
-                ("p", row["mislabelled_p"])]
+        return [
+            ("suggested", row.get("suggested_class_name", "")),
+            ("confidence", row["suggested_confidence"]),
+            ("p", row["mislabelled_p"]),
+        ]
     return []
 
 
@@ -118,11 +125,26 @@ def _severity_order(table: pd.DataFrame, issue: str) -> np.ndarray:
     return flagged[np.lexsort((-score, p))]
 
 
-def render_audit_html(path: str | Path, table: pd.DataFrame, order: np.ndarray, *, groups_idx: Sequence[np.ndarray],
-                      id_arr: np.ndarray, images: ImageSource | None, issue_summary: pd.DataFrame,
-                      n_lowest: int, n_highest: int, max_groups: int, thumb_size: int, info: dict[str, Any],
-                      title: str, image_rows: np.ndarray | None = None, n_per_type: int = 24,
-                      embeddings: np.ndarray | None = None, progress: bool = False) -> Path:
+def render_audit_html(
+    path: str | Path,
+    table: pd.DataFrame,
+    order: np.ndarray,
+    *,
+    groups_idx: Sequence[np.ndarray],
+    id_arr: np.ndarray,
+    images: ImageSource | None,
+    issue_summary: pd.DataFrame,
+    n_lowest: int,
+    n_highest: int,
+    max_groups: int,
+    thumb_size: int,
+    info: dict[str, Any],
+    title: str,
+    image_rows: np.ndarray | None = None,
+    n_per_type: int = 24,
+    embeddings: np.ndarray | None = None,
+    progress: bool = False,
+) -> Path:
     """Write the audit page (see :func:`kairos_curate.audit.audit`, which calls this).
 
     Parameters
@@ -162,10 +184,19 @@ def render_audit_html(path: str | Path, table: pd.DataFrame, order: np.ndarray, 
     lowest = order[::-1][: min(n_lowest, n)]
     highest = order[: min(n_highest, n)]
     shown_groups = list(groups_idx[:max_groups])
-    per_type = {t: _severity_order(table, t)[:n_per_type] for t in issue_summary["issue_type"]
-                if t != "near_duplicate" and f"is_{t}" in table.columns}
-    needed = sorted({*lowest.tolist(), *highest.tolist(), *(i for g in shown_groups for i in g.tolist()),
-                     *(i for rows in per_type.values() for i in rows.tolist())})
+    per_type = {
+        t: _severity_order(table, t)[:n_per_type]
+        for t in issue_summary["issue_type"]
+        if t != "near_duplicate" and f"is_{t}" in table.columns
+    }
+    needed = sorted(
+        {
+            *lowest.tolist(),
+            *highest.tolist(),
+            *(i for g in shown_groups for i in g.tolist()),
+            *(i for rows in per_type.values() for i in rows.tolist()),
+        }
+    )
     if image_rows is None:
         lookup = {str(s): k for k, s in enumerate(images.ids.tolist())} if images is not None else {}
         image_rows = np.asarray([lookup.get(str(s), -1) for s in id_arr.tolist()], dtype=np.int64)
@@ -191,12 +222,15 @@ def render_audit_html(path: str | Path, table: pd.DataFrame, order: np.ndarray, 
         summary_rows.append(
             f"<tr class='{'' if r['checked'] else 'off'}'><td><a href='#{r['issue_type']}'>{html.escape(str(r['label']))}"
             f"</a></td><td class='n'>{int(r['flagged'])}</td><td class='n'>{share}</td>"
-            f"<td>{html.escape(str(r['rule']))}</td></tr>")
+            f"<td>{html.escape(str(r['rule']))}</td></tr>"
+        )
     general = [
-        ("pool samples", info["pool"]), ("reference samples", info["reference"]),
+        ("pool samples", info["pool"]),
+        ("reference samples", info["reference"]),
         ("kept (no issue, not low-valued)", f"{info['kept']} of {info['pool']}"),
         ("low value", f"{info['low_value']} ({info['flag_rule']})"),
-        ("label mode", html.escape(str(info["label_mode"]))), ("RBF bandwidth", f"{info['bandwidth']:.4g}"),
+        ("label mode", html.escape(str(info["label_mode"]))),
+        ("RBF bandwidth", f"{info['bandwidth']:.4g}"),
         ("images", html.escape(str(info["images"]))),
     ]
     parts = [
@@ -218,17 +252,25 @@ def render_audit_html(path: str | Path, table: pd.DataFrame, order: np.ndarray, 
         if issue == "near_duplicate":
             continue
         shown = per_type.get(issue, np.zeros(0, dtype=np.int64))
-        parts.append(f"<h2 id='{issue}'>{html.escape(str(r['label']))}: {int(r['flagged'])} flagged"
-                     + (f" (the {shown.size} most severe shown)" if shown.size < int(r["flagged"]) else "") + "</h2>")
+        parts.append(
+            f"<h2 id='{issue}'>{html.escape(str(r['label']))}: {int(r['flagged'])} flagged"
+            + (f" (the {shown.size} most severe shown)" if shown.size < int(r["flagged"]) else "")
+            + "</h2>"
+        )
         if not r["checked"]:
             parts.append(f"<p class='note'>{html.escape(str(r['rule']))}</p>")
         if shown.size:
-            parts.append("<div class='grid'>" + "".join(card(i, "issue", _type_extra(rows.iloc[i], issue))
-                                                        for i in shown.tolist()) + "</div>")
+            parts.append(
+                "<div class='grid'>"
+                + "".join(card(i, "issue", _type_extra(rows.iloc[i], issue)) for i in shown.tolist())
+                + "</div>"
+            )
         elif r["checked"]:
             parts.append("<p class='note'>None flagged.</p>")
-    parts.append(f"<h2 id='near_duplicate'>Near-duplicate groups: {len(groups_idx)} "
-                 f"({len(shown_groups)} shown, largest first; {info['dup_flagged']} extra copies flagged)</h2>")
+    parts.append(
+        f"<h2 id='near_duplicate'>Near-duplicate groups: {len(groups_idx)} "
+        f"({len(shown_groups)} shown, largest first; {info['dup_flagged']} extra copies flagged)</h2>"
+    )
     parts.append(f"<p class='howto'>{html.escape(str(info.get('dup_rule', '')))}.</p>")
     if not groups_idx:
         parts.append("<p class='note'>No near-duplicates found.</p>")
@@ -244,9 +286,11 @@ def render_audit_html(path: str | Path, table: pd.DataFrame, order: np.ndarray, 
             if unit is not None and i != keep_i:
                 extra.append(("cos to kept", float(unit[i] @ unit[keep_i])))
             cards.append(card(i, "high" if i == keep_i else "dup", extra))
-        parts.append(f"<div class='group'><b>group {g + 1}</b>: {members.size} samples, keep "
-                     f"<code>{html.escape(str(id_arr[keep_i]))}</code> (best value)"
-                     f"<div class='grid'>{''.join(cards)}</div></div>")
+        parts.append(
+            f"<div class='group'><b>group {g + 1}</b>: {members.size} samples, keep "
+            f"<code>{html.escape(str(id_arr[keep_i]))}</code> (best value)"
+            f"<div class='grid'>{''.join(cards)}</div></div>"
+        )
     parts += [
         f"<h2 id='lowest'>Lowest-valued {lowest.size} samples (most suspicious first)</h2>",
         "<div class='grid'>" + "".join(card(i, "low") for i in lowest.tolist()) + "</div>",

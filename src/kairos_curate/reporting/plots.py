@@ -67,8 +67,14 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return target
 
 
-def image_grid(images: np.ndarray | Sequence[np.ndarray], titles: Sequence[str] | None = None, *, ncols: int = 10,
-               row_labels: Sequence[str] | None = None, cell: float = 0.9) -> Figure:
+def image_grid(
+    images: np.ndarray | Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int = 10,
+    row_labels: Sequence[str] | None = None,
+    cell: float = 0.9,
+) -> Figure:
     """A grid of greyscale or RGB uint8 images (row-major), optional titles and row labels."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
@@ -88,8 +94,15 @@ def image_grid(images: np.ndarray | Sequence[np.ndarray], titles: Sequence[str] 
     return fig
 
 
-def embedding_scatter(points: np.ndarray, groups: Sequence[Any] | np.ndarray, *, ax: Axes | None = None, title: str = "",
-                      order: Sequence[Any] | None = None, size: float = 4.0) -> Axes:
+def embedding_scatter(
+    points: np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
+    *,
+    ax: Axes | None = None,
+    title: str = "",
+    order: Sequence[Any] | None = None,
+    size: float = 4.0,
+) -> Axes:
     """2-D scatter of projected embeddings coloured by ``groups``."""
     ax = _axes(ax, (6, 5))
     groups_arr = np.asarray(groups)
@@ -98,8 +111,15 @@ def embedding_scatter(points: np.ndarray, groups: Sequence[Any] | np.ndarray, *,
     for i, label in enumerate(labels):
         mask = groups_arr == label
         if mask.any():
-            ax.scatter(points[mask, 0], points[mask, 1], s=size, alpha=0.6, color=palette(i % palette.N),
-                       label=f"{label} ({int(mask.sum())})", linewidths=0)
+            ax.scatter(
+                points[mask, 0],
+                points[mask, 1],
+                s=size,
+                alpha=0.6,
+                color=palette(i % palette.N),
+                label=f"{label} ({int(mask.sum())})",
+                linewidths=0,
+            )
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -107,8 +127,15 @@ def embedding_scatter(points: np.ndarray, groups: Sequence[Any] | np.ndarray, *,
     return ax
 
 
-def value_histogram(values: np.ndarray, groups: Sequence[Any] | np.ndarray | None = None, *, ax: Axes | None = None,
-                    bins: int = 50, title: str = "", xlabel: str = "value") -> Axes:
+def value_histogram(
+    values: np.ndarray,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    *,
+    ax: Axes | None = None,
+    bins: int = 50,
+    title: str = "",
+    xlabel: str = "value",
+) -> Axes:
     """Histogram of values, split by ``groups`` when given (densities, so sizes compare)."""
     ax = _axes(ax)
     vals = np.asarray(values, dtype=np.float64)
@@ -126,8 +153,9 @@ def value_histogram(values: np.ndarray, groups: Sequence[Any] | np.ndarray | Non
     return ax
 
 
-def detection_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, ax: Axes | None = None,
-                     title: str = "") -> Axes:
+def detection_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, ax: Axes | None = None, title: str = ""
+) -> Axes:
     """Fraction of bad samples found vs fraction inspected, one line per method."""
     ax = _axes(ax, (5, 4.5))
     for name, (inspected, found) in curves.items():
@@ -142,8 +170,17 @@ def detection_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, ax:
     return ax
 
 
-def bar_with_errors(table: pd.DataFrame, *, x: str, mean: str, std: str, hue: str | None = None,
-                    ax: Axes | None = None, title: str = "", ylabel: str = "") -> Axes:
+def bar_with_errors(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    mean: str,
+    std: str,
+    hue: str | None = None,
+    ax: Axes | None = None,
+    title: str = "",
+    ylabel: str = "",
+) -> Axes:
     """Grouped bars of ``mean`` with ``std`` error bars."""
     ax = _axes(ax, (7, 4))
     xs = list(dict.fromkeys(table[x].tolist()))
@@ -192,7 +229,9 @@ def corruption_grid(scenario: Scenario, per_kind: int = 8, seed: int = 0) -> Fig
     pool = scenario.table("pool").merge(scenario.truth, on="id")
     kinds: list[tuple[str, np.ndarray]] = [("clean", (~pool["noisy"]).to_numpy())]
     for sev in sorted(pool.loc[pool["corruption"] != "none", "severity"].unique()):
-        kinds.append((f"noise {sev:g} std", ((pool["corruption"] == "gaussian_noise") & (pool["severity"] == sev)).to_numpy()))
+        kinds.append(
+            (f"noise {sev:g} std", ((pool["corruption"] == "gaussian_noise") & (pool["severity"] == sev)).to_numpy())
+        )
     kinds.append(("label flipped", pool["label_flipped"].to_numpy()))
     kinds.append(("off-task", pool["off_task"].to_numpy()))
     picks = []
@@ -210,17 +249,22 @@ def corruption_grid(scenario: Scenario, per_kind: int = 8, seed: int = 0) -> Fig
         titles.extend([""] * (per_kind - pick.size))
         images.extend([None] * (per_kind - pick.size))  # type: ignore[list-item]
     blank = _blank_like([img for img in images if img is not None])
-    return image_grid([img if img is not None else blank for img in images], titles, ncols=per_kind,
-                      row_labels=labels)
+    return image_grid([img if img is not None else blank for img in images], titles, ncols=per_kind, row_labels=labels)
 
 
 GALLERY = (
-    ("gaussian_noise", {"severity": 0.1}), ("gaussian_noise", {"severity": 0.5}),
-    ("gaussian_noise", {"severity": 1.0}), ("gaussian_noise", {"severity": 3.0}),
-    ("gaussian_noise", {"severity": 6.0}), ("gaussian_noise", {"severity": 9.0}),
-    ("motion_blur", {"length": 3, "angle": 0.0}), ("motion_blur", {"length": 7, "angle": 45.0}),
-    ("sensor_noise", {"photons": 50.0, "read_noise": 5.0}), ("sensor_noise", {"photons": 5.0, "read_noise": 10.0}),
-    ("jpeg_artefacts", {"quality": 30}), ("jpeg_artefacts", {"quality": 5}),
+    ("gaussian_noise", {"severity": 0.1}),
+    ("gaussian_noise", {"severity": 0.5}),
+    ("gaussian_noise", {"severity": 1.0}),
+    ("gaussian_noise", {"severity": 3.0}),
+    ("gaussian_noise", {"severity": 6.0}),
+    ("gaussian_noise", {"severity": 9.0}),
+    ("motion_blur", {"length": 3, "angle": 0.0}),
+    ("motion_blur", {"length": 7, "angle": 45.0}),
+    ("sensor_noise", {"photons": 50.0, "read_noise": 5.0}),
+    ("sensor_noise", {"photons": 5.0, "read_noise": 10.0}),
+    ("jpeg_artefacts", {"quality": 30}),
+    ("jpeg_artefacts", {"quality": 5}),
 )
 
 
@@ -249,15 +293,11 @@ def corruption_gallery(scenario: Scenario, n_images: int = 6, seed: int = 0) -> 
 # ----------------------------------------------------------------------------- method comparison
 
 
-def auroc_heatmap(
-    settings: pd.DataFrame, *, problem: str = "any problem", ax: Axes | None = None
-) -> Axes:
+def auroc_heatmap(settings: pd.DataFrame, *, problem: str = "any problem", ax: Axes | None = None) -> Axes:
     """Mean AUROC per noise setting (rows) and method (columns), annotated."""
     import matplotlib.pyplot as plt
 
-    table = settings[settings["problem"] == problem].pivot(
-        index="setting", columns="method", values="auroc_mean"
-    )
+    table = settings[settings["problem"] == problem].pivot(index="setting", columns="method", values="auroc_mean")
     table = table.reindex(index=list(dict.fromkeys(settings["setting"])))
     table = table[[c for c in dict.fromkeys(settings["method"]) if c in table.columns]]
     if ax is None:
@@ -300,8 +340,9 @@ def removal_figure(removal: pd.DataFrame, metric: str = "accuracy") -> Figure:
     return fig
 
 
-def detection_curves_by_setting(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
-                                ncols: int = 4) -> Figure:
+def detection_curves_by_setting(
+    curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], ncols: int = 4
+) -> Figure:
     """One found-vs-inspected panel per noise setting (``curves``: setting -> method -> curve)."""
     names = list(curves)
     nrows = max(1, (len(names) + ncols - 1) // ncols)
@@ -311,7 +352,7 @@ def detection_curves_by_setting(curves: Mapping[str, Mapping[str, tuple[np.ndarr
         legend = ax.get_legend()
         if legend is not None:
             legend.set_visible(name == names[0])
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig
@@ -319,10 +360,20 @@ def detection_curves_by_setting(curves: Mapping[str, Mapping[str, tuple[np.ndarr
 
 def downstream_bars(downstream: pd.DataFrame, setting: str, *, ax: Axes | None = None) -> Axes:
     """Probe accuracy of every method x selection (and the baselines) on one noise setting."""
-    sub = downstream[downstream["setting"] == setting].assign(
-        label=lambda d: d["method"] + " / " + d["policy"]).sort_values("accuracy_mean")
-    ax = bar_with_errors(sub, x="label", mean="accuracy_mean", std="accuracy_std", ax=ax,
-                         title=f"Probe accuracy on the clean test set - {setting}", ylabel="accuracy")
+    sub = (
+        downstream[downstream["setting"] == setting]
+        .assign(label=lambda d: d["method"] + " / " + d["policy"])
+        .sort_values("accuracy_mean")
+    )
+    ax = bar_with_errors(
+        sub,
+        x="label",
+        mean="accuracy_mean",
+        std="accuracy_std",
+        ax=ax,
+        title=f"Probe accuracy on the clean test set - {setting}",
+        ylabel="accuracy",
+    )
     ax.set_ylim(max(0.0, float(sub["accuracy_mean"].min()) - 0.1), 1.0)
     ax.tick_params(axis="x", labelrotation=75, labelsize=7)
     return ax
@@ -331,12 +382,14 @@ def downstream_bars(downstream: pd.DataFrame, setting: str, *, ax: Axes | None =
 # ----------------------------------------------------------------------------- embeddings and values
 
 
-def projection_figure(points: np.ndarray, source: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                      method: str = "tsne") -> Figure:
+def projection_figure(
+    points: np.ndarray, source: np.ndarray, labels: np.ndarray, class_names: Sequence[str], method: str = "tsne"
+) -> Figure:
     """Projected pool and reference embeddings, coloured by source and by shown class."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    embedding_scatter(points, source, ax=axes[0], title=f"{method.upper()}: pool vs reference",
-                      order=["pool", "reference"])
+    embedding_scatter(
+        points, source, ax=axes[0], title=f"{method.upper()}: pool vs reference", order=["pool", "reference"]
+    )
     embedding_scatter(points, labels, ax=axes[1], title=f"{method.upper()}: shown class", order=class_names)
     fig.tight_layout()
     return fig
@@ -346,8 +399,9 @@ def value_terms(frame: pd.DataFrame, columns: Sequence[str] = ("b", "a", "value"
     """Histograms of the value terms (columns of a values table), split by ``group``."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4.7 * len(columns), 3.5), squeeze=False)
     for ax, column in zip(axes.ravel(), columns, strict=True):
-        value_histogram(frame[column].to_numpy(), frame[group].to_numpy(), ax=ax, xlabel=column,
-                        title=f"{column} by shown class")
+        value_histogram(
+            frame[column].to_numpy(), frame[group].to_numpy(), ax=ax, xlabel=column, title=f"{column} by shown class"
+        )
     fig.tight_layout()
     return fig
 
@@ -368,8 +422,16 @@ def finetune_metrics(summary: pd.DataFrame, metrics: Sequence[str] = ("accuracy"
     """Mean ± std of each metric per subset, one bar per fine-tuning method."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes.ravel(), metrics, strict=True):
-        bar_with_errors(summary, x="subset", mean=f"{metric}_mean", std=f"{metric}_std", hue="method",
-                        ax=ax, title=metric, ylabel=metric)
+        bar_with_errors(
+            summary,
+            x="subset",
+            mean=f"{metric}_mean",
+            std=f"{metric}_std",
+            hue="method",
+            ax=ax,
+            title=metric,
+            ylabel=metric,
+        )
     fig.tight_layout()
     return fig
 
@@ -379,27 +441,44 @@ def sizes_sweep(sweep: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax = _axes(ax, (6, 3.8))
     frame = sweep.sort_values("fraction")
     for metric in ("accuracy", "macro_f1", "auc"):
-        ax.errorbar(frame["n_selected"], frame[f"{metric}_mean"], yerr=frame[f"{metric}_std"], marker="o",
-                    capsize=3, label=metric)
+        ax.errorbar(
+            frame["n_selected"],
+            frame[f"{metric}_mean"],
+            yerr=frame[f"{metric}_std"],
+            marker="o",
+            capsize=3,
+            label=metric,
+        )
     ax.set_xlabel(f"training samples (top fractions of `{frame['subset'].iloc[0]}`)")
     ax.legend(frameon=False)
     ax.set_title("Quality vs curated subset size")
     return ax
 
 
-def compute_vs_accuracy(summary: pd.DataFrame, sweep: pd.DataFrame | None = None, *,
-                        ax: Axes | None = None) -> Axes:
+def compute_vs_accuracy(summary: pd.DataFrame, sweep: pd.DataFrame | None = None, *, ax: Axes | None = None) -> Axes:
     """Accuracy vs train time (log scale) for every subset and method, with the sizes curve."""
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ax = _axes(ax, (7, 4.2))
     markers = ["o", "s", "^", "D", "v"]
     for k, (method, group) in enumerate(summary.groupby("method", sort=False)):
-        ax.errorbar(group["train_time_s_mean"], group["accuracy_mean"], xerr=group["train_time_s_std"],
-                    yerr=group["accuracy_std"], fmt=markers[k % len(markers)], capsize=3, label=str(method))
+        ax.errorbar(
+            group["train_time_s_mean"],
+            group["accuracy_mean"],
+            xerr=group["train_time_s_std"],
+            yerr=group["accuracy_std"],
+            fmt=markers[k % len(markers)],
+            capsize=3,
+            label=str(method),
+        )
         for _, row in group.iterrows():
-            ax.annotate(str(row["subset"]), (row["train_time_s_mean"], row["accuracy_mean"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+            ax.annotate(
+                str(row["subset"]),
+                (row["train_time_s_mean"], row["accuracy_mean"]),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
     if sweep is not None and not sweep.empty:
         frame = sweep.sort_values("fraction")
         ax.plot(frame["train_time_s_mean"], frame["accuracy_mean"], "--", color="grey", label="sizes curve")

@@ -53,8 +53,14 @@ __all__ = [
 ]
 
 #: Rendered notebook -> the DVC stage that renders it (and writes ``reports/figures/<notebook>/``).
-NOTEBOOK_STAGE = {"01_prepare": "prepare", "02_embed": "embed", "03_value": "value", "04_compare": "compare",
-                  "05_finetune": "finetune", "06_report": "report"}
+NOTEBOOK_STAGE = {
+    "01_prepare": "prepare",
+    "02_embed": "embed",
+    "03_value": "value",
+    "04_compare": "compare",
+    "05_finetune": "finetune",
+    "06_report": "report",
+}
 
 
 @dataclass
@@ -146,8 +152,14 @@ def _table_markdown(frame: pd.DataFrame) -> str:
 def _environment() -> Any:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    env = Environment(loader=PackageLoader("kairos_curate.reporting", "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=PackageLoader("kairos_curate.reporting", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["inline"] = lambda text: __import__("markupsafe").Markup(inline_html(text))
     return env
 
@@ -156,32 +168,47 @@ def _environment() -> Any:
 def _markdown_environment() -> Any:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    return Environment(loader=PackageLoader("kairos_curate.reporting", "templates"), autoescape=False,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return Environment(
+        loader=PackageLoader("kairos_curate.reporting", "templates"),
+        autoescape=False,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def _block(block: Any, fmt: str, figure_root: Path | None) -> dict[str, Any]:
     """A block as the template sees it: ``kind`` plus what that kind needs."""
     if isinstance(block, pd.DataFrame):
         if fmt == "html":
-            return {"kind": "table", "html": block.to_html(index=False, border=0, escape=True,
-                                                           float_format=lambda v: f"{v:.3f}")}
+            return {
+                "kind": "table",
+                "html": block.to_html(index=False, border=0, escape=True, float_format=lambda v: f"{v:.3f}"),
+            }
         return {"kind": "table", "markdown": _table_markdown(block)}
     if isinstance(block, Path):
         block = Figure(block)
     if isinstance(block, Figure):
         caption = block.caption or block.path.stem.replace("_", " ")
         if not block.path.exists():
-            return {"kind": "missing_figure", "path": _short(block.path),
-                    "stage": block.stage or _figure_stage(block.path)}
+            return {
+                "kind": "missing_figure",
+                "path": _short(block.path),
+                "stage": block.stage or _figure_stage(block.path),
+            }
         if fmt == "html":
-            return {"kind": "figure", "caption": caption,
-                    "data": base64.b64encode(block.path.read_bytes()).decode()}
+            return {"kind": "figure", "caption": caption, "data": base64.b64encode(block.path.read_bytes()).decode()}
         rel = Path(os.path.relpath(block.path, figure_root)).as_posix() if figure_root else block.path.as_posix()
         return {"kind": "figure", "caption": caption, "href": rel}
     if isinstance(block, Callout):
-        return {"kind": "callout", "title": block.title, "headline": block.headline, "lines": block.lines,
-                "tone": block.tone}
+        return {
+            "kind": "callout",
+            "title": block.title,
+            "headline": block.headline,
+            "lines": block.lines,
+            "tone": block.tone,
+        }
     if isinstance(block, Note):
         return {"kind": "note", "text": block.text}
     if isinstance(block, Flow):
@@ -209,8 +236,10 @@ class Report:
             "title": self.title,
             "subtitle": self.subtitle,
             "lead": [_block(b, fmt, figure_root) for b in self.lead],
-            "sections": [{"title": s.title, "anchor": s.anchor,
-                          "blocks": [_block(b, fmt, figure_root) for b in s.blocks]} for s in self.sections],
+            "sections": [
+                {"title": s.title, "anchor": s.anchor, "blocks": [_block(b, fmt, figure_root) for b in s.blocks]}
+                for s in self.sections
+            ],
         }
 
     def to_html(self) -> str:
@@ -257,8 +286,14 @@ def stage_wall_times(notebook_dir: Path) -> pd.DataFrame:
             continue
         if meta.get("duration") is None:
             continue
-        rows.append({"stage": NOTEBOOK_STAGE[stem], "notebook": stem, "wall time (s)": float(meta["duration"]),
-                     "ended": str(meta.get("end_time", ""))[:19].replace("T", " ")})
+        rows.append(
+            {
+                "stage": NOTEBOOK_STAGE[stem],
+                "notebook": stem,
+                "wall time (s)": float(meta["duration"]),
+                "ended": str(meta.get("end_time", ""))[:19].replace("T", " "),
+            }
+        )
     return pd.DataFrame(rows, columns=["stage", "notebook", "wall time (s)", "ended"])
 
 
@@ -287,10 +322,16 @@ def provenance(root: Path) -> dict[str, str]:
         ``GPU``, ``python``, ``torch``.
     """
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         rev += " (uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         rev = "unknown (not a git checkout)"

@@ -150,9 +150,7 @@ def select(
     if vals.ndim != 1 or vals.shape[0] == 0:
         raise ValueError(f"values must be a non-empty 1-D array, got shape {vals.shape}")
     if not np.isfinite(vals).all():
-        raise ValueError(
-            f"values has NaN/inf at rows {np.flatnonzero(~np.isfinite(vals))[:10].tolist()}"
-        )
+        raise ValueError(f"values has NaN/inf at rows {np.flatnonzero(~np.isfinite(vals))[:10].tolist()}")
     n = vals.shape[0]
     if isinstance(policy, SelectionPolicy):
         if policy_params:
@@ -255,10 +253,7 @@ def _class_counts(
     if y_ref is not None:
         known |= set(np.unique(y_ref).tolist())
     sel_labels = y[chosen]
-    counts = {
-        py_scalar(c): int(np.sum(sel_labels == c))
-        for c in sorted(known, key=lambda v: (str(type(v)), v))
-    }
+    counts = {py_scalar(c): int(np.sum(sel_labels == c)) for c in sorted(known, key=lambda v: (str(type(v)), v))}
     starved = []
     for c, share in expected.items():
         got = counts.get(c, 0)

@@ -106,9 +106,7 @@ class Selection:
             "indices": [int(i) for i in self.indices],
             "ids": [str(i) for i in self.ids],
             "class_counts": {str(c): int(n) for c, n in self.class_counts.items()},
-            "quotas": None
-            if self.quotas is None
-            else {str(c): int(n) for c, n in self.quotas.items()},
+            "quotas": None if self.quotas is None else {str(c): int(n) for c, n in self.quotas.items()},
             "expected_share": {str(c): float(s) for c, s in self.expected_share.items()},
             "warnings": list(self.warnings),
             "info": _json_ready(self.info),
@@ -284,8 +282,9 @@ class SelectionSpec:
             try:
                 get_method(self.method, self.method_params)
             except ParamsError as err:
-                raise ParamsError([line if line.startswith("method:") else f"method_params.{line}"
-                                   for line in err.problems]) from None
+                raise ParamsError(
+                    [line if line.startswith("method:") else f"method_params.{line}" for line in err.problems]
+                ) from None
         elif self.method_params:
             raise ValueError("method_params is given without a method")
 
@@ -304,8 +303,7 @@ class SelectionSpec:
         if not isinstance(method_params, Mapping):
             raise ParamsError(f"{name}.method_params: must be a mapping, got {method_params!r}")
         try:
-            return cls(name, str(entry["policy"]), params, None if method is None else str(method),
-                       dict(method_params))
+            return cls(name, str(entry["policy"]), params, None if method is None else str(method), dict(method_params))
         except ParamsError as err:
             raise ParamsError([f"{name}.{line}" for line in err.problems]) from None
         except ValueError as err:
@@ -343,9 +341,7 @@ def allocate_quotas(k: int, weights: dict[Any, float], capacity: dict[Any, int])
     return {c: int(a) for c, a in zip(classes, alloc, strict=True)}
 
 
-def class_quotas(
-    ctx: SelectionContext, k: int, candidates: dict[Any, np.ndarray]
-) -> tuple[dict[Any, int], list[str]]:
+def class_quotas(ctx: SelectionContext, k: int, candidates: dict[Any, np.ndarray]) -> tuple[dict[Any, int], list[str]]:
     """Quotas for ``k`` over the classes of ``candidates`` (class -> eligible rows), with notes.
 
     Explicit ``ctx.quotas`` are capped by what each class has; otherwise ``k`` is split in
@@ -358,8 +354,7 @@ def class_quotas(
         for c, q in ctx.quotas.items():
             if int(q) > capacity[c]:
                 notes.append(
-                    f"class {c!r}: quota {q} exceeds its {capacity[c]} available pool point(s); "
-                    "took all of them"
+                    f"class {c!r}: quota {q} exceeds its {capacity[c]} available pool point(s); took all of them"
                 )
         return used, notes
     used = allocate_quotas(k, ctx.weights, capacity)
@@ -368,8 +363,7 @@ def class_quotas(
         ideal = k * w / total
         if capacity[c] < ideal:
             notes.append(
-                f"class {c!r}: only {capacity[c]} pool point(s) available for a proportional "
-                f"quota of {ideal:.1f}"
+                f"class {c!r}: only {capacity[c]} pool point(s) available for a proportional quota of {ideal:.1f}"
             )
     return used, notes
 

@@ -149,8 +149,7 @@ def _count_for(counts: Mapping[Any, Any], c: Any, where: str) -> int:
     by_text = {str(key): n for key, n in counts.items()}
     if str(c) in by_text:
         return int(by_text[str(c)])
-    raise ValueError(f"policy gated_cover: {where} has no count for class {c!r} "
-                     f"(it has {sorted(by_text)})")
+    raise ValueError(f"policy gated_cover: {where} has no count for class {c!r} (it has {sorted(by_text)})")
 
 
 @register_policy
@@ -165,9 +164,7 @@ class GatedCover(SelectionPolicy):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         if not 0.0 <= self.params.drop_fraction < 1.0:
-            raise ValueError(
-                f"policy gated_cover: drop_fraction must lie in [0, 1), got {self.params.drop_fraction}"
-            )
+            raise ValueError(f"policy gated_cover: drop_fraction must lie in [0, 1), got {self.params.drop_fraction}")
 
     def _gate(self, ctx: SelectionContext, by_class: dict[Any, np.ndarray]) -> dict[Any, np.ndarray]:
         """Class -> rows let in by ``keep`` (highest values first)."""
@@ -267,9 +264,18 @@ class GatedCover(SelectionPolicy):
         }
         return PolicyChoice(indices=chosen, quotas=quotas, notes=notes + more, info=info, eligible=eligible)
 
-    def _cover(self, ctx: SelectionContext, x: np.ndarray, z: np.ndarray, y_ref: np.ndarray, sigma: float,
-               candidates: dict[Any, np.ndarray], members: dict[Any, np.ndarray],
-               kernels: dict[Any, np.ndarray], quotas: dict[Any, int]) -> np.ndarray:
+    def _cover(
+        self,
+        ctx: SelectionContext,
+        x: np.ndarray,
+        z: np.ndarray,
+        y_ref: np.ndarray,
+        sigma: float,
+        candidates: dict[Any, np.ndarray],
+        members: dict[Any, np.ndarray],
+        kernels: dict[Any, np.ndarray],
+        quotas: dict[Any, int],
+    ) -> np.ndarray:
         """Fill each class's quota from its candidates (in id order) by the ``cover`` rule."""
         cover = self.params.cover
         rng = np.random.default_rng([int(ctx.seed), 11])

@@ -70,13 +70,9 @@ class Herding(SelectionPolicy):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         if not 0.0 <= self.params.drop_fraction < 1.0:
-            raise ValueError(
-                f"policy herding: drop_fraction must lie in [0, 1), got {self.params.drop_fraction}"
-            )
+            raise ValueError(f"policy herding: drop_fraction must lie in [0, 1), got {self.params.drop_fraction}")
         if self.params.partition_size is not None and self.params.partition_size < 1:
-            raise ValueError(
-                f"policy herding: partition_size must be >= 1 (or null), got {self.params.partition_size}"
-            )
+            raise ValueError(f"policy herding: partition_size must be >= 1 (or null), got {self.params.partition_size}")
 
     def choose(self, ctx: SelectionContext, k: int) -> PolicyChoice:
         """Drop each class's lowest values, allocate quotas, herd within each class."""
@@ -93,8 +89,9 @@ class Herding(SelectionPolicy):
         return PolicyChoice(indices=chosen, quotas=quotas, notes=notes + more, eligible=eligible, info=info)
 
 
-def herd_rows(candidates: np.ndarray, reference: np.ndarray, quota: int, sigma: float, shift: np.ndarray,
-              device: str = "auto") -> np.ndarray:
+def herd_rows(
+    candidates: np.ndarray, reference: np.ndarray, quota: int, sigma: float, shift: np.ndarray, device: str = "auto"
+) -> np.ndarray:
     """Greedy herding of ``quota`` rows of ``candidates`` towards ``reference`` (one task).
 
     Step ``t`` picks ``argmin_x 2 sum_{s in S} k(x, s) + k(x, x) - 2 (t + 1) b(x)``; ties go to the
@@ -124,8 +121,9 @@ def interleave(parts: list[np.ndarray]) -> np.ndarray:
     return np.asarray([p[i] for i in range(longest) for p in parts if i < len(p)], dtype=np.int64)
 
 
-def herd(by_class: dict[Any, np.ndarray], quotas: dict[Any, int], ctx: SelectionContext,
-         partition_size: int | None = None) -> tuple[np.ndarray, list[Any]]:
+def herd(
+    by_class: dict[Any, np.ndarray], quotas: dict[Any, int], ctx: SelectionContext, partition_size: int | None = None
+) -> tuple[np.ndarray, list[Any]]:
     """Per-class herding (see the module docs); returns pool indices and the classes that were split.
 
     Parameters
@@ -147,9 +145,7 @@ def herd(by_class: dict[Any, np.ndarray], quotas: dict[Any, int], ctx: Selection
     check_same_dim(x.shape[1], z.shape[1], "embeddings")
     y_ref = ctx.reference_labels
     if y_ref.shape != (z.shape[0],):
-        raise ValueError(
-            f"reference_labels has {y_ref.shape[0]} labels but reference has {z.shape[0]} rows"
-        )
+        raise ValueError(f"reference_labels has {y_ref.shape[0]} labels but reference has {z.shape[0]} rows")
     sigma = median_bandwidth(x, z, seed=ctx.seed) if ctx.bandwidth is None else float(ctx.bandwidth)
     shift = z.mean(axis=0)
     calls: list[tuple[Any, ...]] = []
@@ -168,8 +164,9 @@ def herd(by_class: dict[Any, np.ndarray], quotas: dict[Any, int], ctx: Selection
             split.append(c)
             perm = np.random.default_rng([ctx.seed, ci]).permutation(cand.size)
             parts = [cand[np.sort(p)] for p in np.array_split(perm, math.ceil(cand.size / partition_size))]
-        part_q = allocate_quotas(q, {i: float(len(p)) for i, p in enumerate(parts)},
-                                 {i: len(p) for i, p in enumerate(parts)})
+        part_q = allocate_quotas(
+            q, {i: float(len(p)) for i, p in enumerate(parts)}, {i: len(p) for i, p in enumerate(parts)}
+        )
         for i, rows in enumerate(parts):
             if part_q[i] > 0:
                 calls.append((x[rows], ref_c, part_q[i], sigma, shift, ctx.device))
@@ -178,8 +175,11 @@ def herd(by_class: dict[Any, np.ndarray], quotas: dict[Any, int], ctx: Selection
         results = [herd_rows(*call) for call in calls]
     else:
         gpus = 1.0 if ctx.engine.n_gpus() > 0 else 0.0
-        results = ctx.engine.map(herd_rows, [tuple(ctx.engine.put(a) if isinstance(a, np.ndarray) else a
-                                                   for a in call) for call in calls], num_gpus=gpus)
+        results = ctx.engine.map(
+            herd_rows,
+            [tuple(ctx.engine.put(a) if isinstance(a, np.ndarray) else a for a in call) for call in calls],
+            num_gpus=gpus,
+        )
     per_class: dict[Any, list[np.ndarray]] = {}
     for (c, rows), picks in zip(layout, results, strict=True):
         per_class.setdefault(c, []).append(rows[picks])

@@ -132,8 +132,9 @@ def minimal_cover(root: Path, files: set[str]) -> list[str]:
     """Few paths covering ``files``: a package folder whenever every source file under it is needed."""
     src = root / SRC
     chosen = set(files)
-    for folder in sorted((p for p in src.rglob("*") if p.is_dir() and p.name != "__pycache__"),
-                         key=lambda p: -len(p.parts)):
+    for folder in sorted(
+        (p for p in src.rglob("*") if p.is_dir() and p.name != "__pycache__"), key=lambda p: -len(p.parts)
+    ):
         rel = folder.relative_to(root).as_posix()
         inside = [f.relative_to(root).as_posix() for f in folder.rglob("*.py")]
         if inside and all(covered(f, chosen) for f in inside):
@@ -145,8 +146,10 @@ def _dvc_stages(root: Path) -> dict[str, list[str]]:
     import yaml
 
     doc = yaml.safe_load((root / "dvc.yaml").read_text())
-    return {name: [next(iter(d)) if isinstance(d, dict) else str(d) for d in stage.get("deps", [])]
-            for name, stage in doc["stages"].items()}
+    return {
+        name: [next(iter(d)) if isinstance(d, dict) else str(d) for d in stage.get("deps", [])]
+        for name, stage in doc["stages"].items()
+    }
 
 
 def missing_deps(root: Path) -> dict[str, list[str]]:
@@ -183,9 +186,11 @@ def write_deps(root: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m kairos_curate.stages.deps [--check | --write]``."""
-    parser = argparse.ArgumentParser(prog="python -m kairos_curate.stages.deps",
-                                     description="Check or rewrite the source deps of every stage in dvc.yaml "
-                                                 "from the imports of its notebook and stage module.")
+    parser = argparse.ArgumentParser(
+        prog="python -m kairos_curate.stages.deps",
+        description="Check or rewrite the source deps of every stage in dvc.yaml "
+        "from the imports of its notebook and stage module.",
+    )
     parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml's source deps")
     parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     args = parser.parse_args(argv)

@@ -42,25 +42,42 @@ def run(params: EmbedParams, root: str | Path = ".", engine: EngineParams | None
         runner = get_engine("ray", engine.ray_address, num_cpus=engine.num_cpus)
         spec = EncoderSpec(params.encoder, weights=params.weights, image_size=params.image_size, device=params.device)
     scenario = load_scenario(base / PATHS.prepared)
-    encoder = load_encoder(params.encoder, weights=params.weights, image_size=params.image_size,
-                           device=params.device)
-    metrics: dict[str, Any] = {"encoder": encoder.name, "dim": int(encoder.dim), "device": str(encoder.device),
-                               "image_size": params.image_size, "normalize": params.normalize,
-                               "engine": engine.name}
+    encoder = load_encoder(params.encoder, weights=params.weights, image_size=params.image_size, device=params.device)
+    metrics: dict[str, Any] = {
+        "encoder": encoder.name,
+        "dim": int(encoder.dim),
+        "device": str(encoder.device),
+        "image_size": params.image_size,
+        "normalize": params.normalize,
+        "engine": engine.name,
+    }
     variant = load_pool_variant(base / PATHS.noisy_pool).source()
     total_images, total_time = 0, 0.0
     try:
         for split, source in [*((s, scenario.source(s)) for s in SPLITS), ("pool_noisy", variant)]:
             start = time.perf_counter()
             if runner is None:
-                ids, matrix = embed_source(source, encoder, batch_size=params.batch_size, normalize=params.normalize,
-                                           cache_dir=base / PATHS.embedding_cache, progress=progress_enabled(),
-                                           desc=f"embed {split}")
+                ids, matrix = embed_source(
+                    source,
+                    encoder,
+                    batch_size=params.batch_size,
+                    normalize=params.normalize,
+                    cache_dir=base / PATHS.embedding_cache,
+                    progress=progress_enabled(),
+                    desc=f"embed {split}",
+                )
             else:
-                ids, matrix = embed_with_engine(source, spec, engine=runner, batch_size=params.batch_size,
-                                                normalize=params.normalize, cache_dir=base / PATHS.embedding_cache,
-                                                progress=progress_enabled(), num_actors=engine.num_actors,
-                                                shard_size=engine.embed_shard_size)
+                ids, matrix = embed_with_engine(
+                    source,
+                    spec,
+                    engine=runner,
+                    batch_size=params.batch_size,
+                    normalize=params.normalize,
+                    cache_dir=base / PATHS.embedding_cache,
+                    progress=progress_enabled(),
+                    num_actors=engine.num_actors,
+                    shard_size=engine.embed_shard_size,
+                )
             elapsed = time.perf_counter() - start
             save_embeddings(base / PATHS.embeddings / f"{split}.npz", ids, matrix)
             metrics[f"{split}_images"] = len(source)

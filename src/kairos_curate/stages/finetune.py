@@ -51,39 +51,75 @@ def run(params: FinetuneStage, root: str | Path = ".") -> dict[str, Any]:
     if cfg.size_fractions:
         primary = next((s for s in subsets if s.name == params.value.primary), None)
         if primary is None:
-            raise ValueError(f"finetune.size_fractions sweeps the primary selection {params.value.primary!r}, "
-                             "which is not in finetune.subsets")
+            raise ValueError(
+                f"finetune.size_fractions sweeps the primary selection {params.value.primary!r}, "
+                "which is not in finetune.subsets"
+            )
         subsets += sweep_subsets(primary, labels, cfg.size_fractions)
     backbone = load_backbone(cfg.backbone, cfg.weights, cfg.image_size)
     cache = base / PATHS.finetune_cache
-    features = {"original": compute_stem_features(backbone, scenario.source("pool"), cache_dir=cache,
-                                                  progress=progress, desc="stem features (pool)", device=cfg.device)}
-    test_features = compute_stem_features(backbone, scenario.source("test"), cache_dir=cache, progress=progress,
-                                          desc="stem features (test)", device=cfg.device)
+    features = {
+        "original": compute_stem_features(
+            backbone,
+            scenario.source("pool"),
+            cache_dir=cache,
+            progress=progress,
+            desc="stem features (pool)",
+            device=cfg.device,
+        )
+    }
+    test_features = compute_stem_features(
+        backbone,
+        scenario.source("test"),
+        cache_dir=cache,
+        progress=progress,
+        desc="stem features (test)",
+        device=cfg.device,
+    )
     if cfg.noisy_subsets:  # the same pool with extra pixel noise, curated by its own valuation
         variant = load_pool_variant(base / PATHS.noisy_pool, base / PATHS.noisy_truth)
         if not np.array_equal(variant.ids, pool_ids):
             raise ValueError(f"{base / PATHS.noisy_pool} does not match the pool; rerun `dvc repro prepare`")
-        features["noisy"] = variant_features(backbone, features["original"], scenario.source("pool"),
-                                              variant.source(), cfg.device)
+        features["noisy"] = variant_features(
+            backbone, features["original"], scenario.source("pool"), variant.source(), cfg.device
+        )
         noisy_selections = json.loads((base / PATHS.values / "selections_noisy.json").read_text())
-        subsets += build_subsets(cfg.noisy_subsets, noisy_selections, pool_ids, k, cfg.random_draws, cfg.seed,
-                                 variant.truth, pool="noisy")
-    runs = run_grid(subsets, features, labels, test_features, scenario.table("test")["label"].to_numpy(),
-                    len(scenario.class_names), backbone, {m: cfg.config(m) for m in cfg.methods},
-                    trials=cfg.trials, seed=cfg.seed, progress=progress)
+        subsets += build_subsets(
+            cfg.noisy_subsets, noisy_selections, pool_ids, k, cfg.random_draws, cfg.seed, variant.truth, pool="noisy"
+        )
+    runs = run_grid(
+        subsets,
+        features,
+        labels,
+        test_features,
+        scenario.table("test")["label"].to_numpy(),
+        len(scenario.class_names),
+        backbone,
+        {m: cfg.config(m) for m in cfg.methods},
+        trials=cfg.trials,
+        seed=cfg.seed,
+        progress=progress,
+    )
     summary, sweep = summarise_grid(runs)
     for name, frame in (("finetune_runs", runs), ("finetune_summary", summary), ("finetune_sweep", sweep)):
         with atomic_path(base / PATHS.tables / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
     metrics: dict[str, Any] = {
-        "k": k, "pool_size": int(pool_ids.size), "trials": cfg.trials, "random_draws": cfg.random_draws,
-        "trained_layers": backbone.cut, "stem_outputs_cached": True, "backbone": backbone.name,
+        "k": k,
+        "pool_size": int(pool_ids.size),
+        "trials": cfg.trials,
+        "random_draws": cfg.random_draws,
+        "trained_layers": backbone.cut,
+        "stem_outputs_cached": True,
+        "backbone": backbone.name,
         "numerics": {**numerics_info(), "cpu_isa_pinned": isa_pinned},
         "primary": params.value.primary,
-        "results": {f"{r['pool']}/{r['subset']}/{r['method']}": {m: {"mean": r[f"{m}_mean"], "std": r[f"{m}_std"]}
-                                                                 for m in METRICS}
-                    for r in summary.to_dict("records")},
+        "results": {
+            f"{r['pool']}/{r['subset']}/{r['method']}": {
+                m: {"mean": r[f"{m}_mean"], "std": r[f"{m}_std"]} for m in METRICS
+            }
+            for r in summary.to_dict("records")
+        },
     }
     write_json(base / PATHS.metrics / "finetune.json", metrics)
     return {"runs": runs, "summary": summary, "sweep": sweep, "metrics": metrics}

@@ -20,8 +20,9 @@ def aligned_embeddings(path: Path, ids: np.ndarray) -> np.ndarray:
     index = {sid: i for i, sid in enumerate(file_ids.tolist())}
     missing = [sid for sid in ids.tolist() if sid not in index]
     if missing:
-        raise ValueError(f"{path} lacks embeddings for {len(missing)} samples (e.g. {missing[:3]}); "
-                         "rerun `dvc repro embed`")
+        raise ValueError(
+            f"{path} lacks embeddings for {len(missing)} samples (e.g. {missing[:3]}); rerun `dvc repro embed`"
+        )
     return matrix[[index[sid] for sid in ids.tolist()]]
 
 
@@ -51,8 +52,9 @@ class PreparedData:
         return self.scenario.table("reference")["label"].to_numpy()
 
 
-def load_prepared(root: Path, *, truth: bool = False, pool_embeddings: str = "pool",
-                  test: bool = False) -> PreparedData:
+def load_prepared(
+    root: Path, *, truth: bool = False, pool_embeddings: str = "pool", test: bool = False
+) -> PreparedData:
     """The prepared scenario (with the truth table only if ``truth``) and its embeddings.
 
     ``pool_embeddings`` names the pool's embedding file (``pool`` or ``pool_noisy``: same ids).
@@ -63,5 +65,9 @@ def load_prepared(root: Path, *, truth: bool = False, pool_embeddings: str = "po
     def rows(split: str, name: str) -> np.ndarray:
         return aligned_embeddings(emb / f"{name}.npz", scenario.table(split)["id"].to_numpy(dtype=str))
 
-    return PreparedData(scenario, rows("pool", pool_embeddings), rows("reference", "reference"),
-                        rows("test", "test") if test else np.zeros((0, 0)))
+    return PreparedData(
+        scenario,
+        rows("pool", pool_embeddings),
+        rows("reference", "reference"),
+        rows("test", "test") if test else np.zeros((0, 0)),
+    )

@@ -33,8 +33,7 @@ def _yaml() -> Any:
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096  # long flow lists stay on one line, as params.yaml writes them
-    rt.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    rt.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return rt
 
 
@@ -113,11 +112,19 @@ def _deep_update(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Apply an override file and ``--set`` values to params.yaml (exit 2 on an error)."""
-    parser = argparse.ArgumentParser(prog="python -m kairos_curate.stages.overrides", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kairos_curate.stages.overrides",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("overrides", nargs="?", help="YAML file of overrides (e.g. configs/poster.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="one more override, applied after the file (repeatable; nested keys with dots)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="one more override, applied after the file (repeatable; nested keys with dots)",
+    )
     parser.add_argument("--params", default="params.yaml", help="the file to update (default params.yaml)")
     args = parser.parse_args(argv)
     params = Path(args.params)

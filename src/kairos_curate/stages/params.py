@@ -194,8 +194,16 @@ class ValueParams(Section):
 class CompareParams(Section):
     """``compare``: the method comparison over noise settings (detection, downstream probe)."""
 
-    methods: list[str] = ["kairos_feature", "kairos_residual", "kairos_class_conditional", "knn_shapley",
-                          "nearest_reference", "lava", "confident_learning", "random"]
+    methods: list[str] = [
+        "kairos_feature",
+        "kairos_residual",
+        "kairos_class_conditional",
+        "knn_shapley",
+        "nearest_reference",
+        "lava",
+        "confident_learning",
+        "random",
+    ]
     #: Noise settings (see :mod:`kairos_curate.data.noise_settings`).
     settings: list[str] = ["default"]
     n_seeds: int = 3
@@ -244,10 +252,17 @@ class FinetuneParams(Section):
 
     def config(self, method: str) -> FinetuneConfig:
         """The training hyper-parameters of one run with ``method``."""
-        return FinetuneConfig(method=method, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha,
-                              lora_dropout=self.lora_dropout, lora_targets=self.lora_targets,
-                              epochs=self.epochs, batch_size=self.batch_size,
-                              learning_rate=self.learning_rate, device=self.device)
+        return FinetuneConfig(
+            method=method,
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            lora_targets=self.lora_targets,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            device=self.device,
+        )
 
 
 class ReportParams(Section):
@@ -360,8 +375,7 @@ def stage_data(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_stage_params(stage: str, params: Mapping[str, Any] | None = None,
-                      path: str | Path | None = None) -> Any:
+def load_stage_params(stage: str, params: Mapping[str, Any] | None = None, path: str | Path | None = None) -> Any:
     """Validate the keys ``stage`` reads; returns the stage's model (:data:`STAGE_MODELS`).
 
     Parameters

@@ -17,7 +17,9 @@ from kairos_curate.valuation import get_method
 __all__ = ["check_methods", "selection_specs"]
 
 
-def selection_specs(selections: Mapping[str, Mapping[str, Any]], where: str = "value.selections") -> dict[str, SelectionSpec]:
+def selection_specs(
+    selections: Mapping[str, Mapping[str, Any]], where: str = "value.selections"
+) -> dict[str, SelectionSpec]:
     """Name -> :class:`SelectionSpec` for every entry; every problem reported at once."""
     specs, problems = {}, []
     for name, entry in selections.items():
@@ -38,7 +40,9 @@ def check_methods(methods: Sequence[str] | Mapping[str, Mapping[str, Any]], wher
         try:
             get_method(name, params)
         except ParamsError as err:
-            problems += [f"{where}: {line.removeprefix('method: ')}" if line.startswith("method:")
-                         else f"{where}_params.{line}" for line in err.problems]
+            problems += [
+                f"{where}: {line.removeprefix('method: ')}" if line.startswith("method:") else f"{where}_params.{line}"
+                for line in err.problems
+            ]
     if problems:
         raise ParamsError(problems)

@@ -29,8 +29,13 @@ def build(params: ScenarioParams, root: Path) -> Scenario:
 
 def noisy_variant(scenario: Scenario, params: ScenarioParams, image_dir: Path | None = None) -> PoolVariant:
     """The pool with extra pixel noise (seeded by the source's seed + 1)."""
-    return add_pool_noise(scenario, params.noisy_variant.fraction, params.noisy_variant.severities,
-                          seed=params.config.seed + 1, image_dir=image_dir)
+    return add_pool_noise(
+        scenario,
+        params.noisy_variant.fraction,
+        params.noisy_variant.severities,
+        seed=params.config.seed + 1,
+        image_dir=image_dir,
+    )
 
 
 def load(params: Any = None) -> PrepareStage:
@@ -55,8 +60,11 @@ def run(params: ScenarioParams, root: str | Path = ".") -> Scenario:
         "severity_unit_pixel_std": scenario.info["severity_unit_pixel_std"],
         "n_task_classes": len(scenario.class_names),
         "noisy_variant": variant.info,
-        **{k: scenario.info[k] for k in ("skipped", "pool_dropped_equal_to_reference_or_test", "taxonomy_version")
-           if k in scenario.info},
+        **{
+            k: scenario.info[k]
+            for k in ("skipped", "pool_dropped_equal_to_reference_or_test", "taxonomy_version")
+            if k in scenario.info
+        },
     }
     write_json(base / PATHS.metrics / "prepare.json", metrics)
     return scenario

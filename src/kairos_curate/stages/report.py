@@ -31,11 +31,21 @@ def run_audit(root: Path, flag_fraction: float, seed: int) -> Path:
 
     data = load_prepared(root)
     scenario = data.scenario
-    result = audit(data.pool_x, data.ref_x, scenario.source("pool"), data.pool_ids, labels=data.pool_labels,
-                   reference_labels=data.ref_labels, reference_images=scenario.source("reference"),
-                   reference_ids=scenario.table("reference")["id"].to_numpy(dtype=str),
-                   class_names=scenario.class_names, out_dir=root / "reports" / "audit",
-                   flag_fraction=flag_fraction, title="KAIROS data audit: the prepared pool", seed=seed)
+    result = audit(
+        data.pool_x,
+        data.ref_x,
+        scenario.source("pool"),
+        data.pool_ids,
+        labels=data.pool_labels,
+        reference_labels=data.ref_labels,
+        reference_images=scenario.source("reference"),
+        reference_ids=scenario.table("reference")["id"].to_numpy(dtype=str),
+        class_names=scenario.class_names,
+        out_dir=root / "reports" / "audit",
+        flag_fraction=flag_fraction,
+        title="KAIROS data audit: the prepared pool",
+        seed=seed,
+    )
     truth = load_scenario(root / PATHS.prepared, root / PATHS.truth).truth
     with atomic_path(root / PATHS.tables / "audit_scores.csv") as tmp:
         score_audit(result.table, truth).to_csv(tmp, index=False)
@@ -47,14 +57,20 @@ def check_pages(pages: list[tuple[Path, Path]]) -> None:
     from kairos_curate.reporting import browser
 
     if browser.find_chromium() is None:
-        raise FileNotFoundError("report.screenshot is true but no Chromium was found: run `make setup` "
-                                "(installs Debian's chromium), set $CHROMIUM, or set report.screenshot: false")
+        raise FileNotFoundError(
+            "report.screenshot is true but no Chromium was found: run `make setup` "
+            "(installs Debian's chromium), set $CHROMIUM, or set report.screenshot: false"
+        )
     for (page, _), check in zip(pages, browser.check_pages(pages), strict=True):
-        print(f"browser check of {page.name}: {len(check.images)} images, {len(check.broken_images)} broken, "
-              f"{len(check.console_errors)} console errors")
+        print(
+            f"browser check of {page.name}: {len(check.images)} images, {len(check.broken_images)} broken, "
+            f"{len(check.console_errors)} console errors"
+        )
         if not check.ok:
-            raise RuntimeError(f"{page} failed the browser check: broken images {check.broken_images}, "
-                               f"console errors {check.console_errors}")
+            raise RuntimeError(
+                f"{page} failed the browser check: broken images {check.broken_images}, "
+                f"console errors {check.console_errors}"
+            )
 
 
 def _read_optional(path: Path) -> pd.DataFrame | None:
@@ -84,15 +100,18 @@ def run(params: ReportStage, root: str | Path = ".") -> Path:
         sweep = _read_optional(sweep_path)
         ax = compute_vs_accuracy(summary[summary["pool"] == "original"], sweep)
         save_figure(figure_of(ax), base / PATHS.figures / "06_report" / "compute_vs_accuracy.png")
-    report = build_capstone(base, cfg.title, required=cfg.required_metrics, primary=params.value.primary,
-                            primary_method=cfg.primary_method)
+    report = build_capstone(
+        base, cfg.title, required=cfg.required_metrics, primary=params.value.primary, primary_method=cfg.primary_method
+    )
     html_path = base / "reports" / "capstone.html"
     report.write(html_path, base / "reports" / "capstone.md")
     if cfg.screenshot:
         shots = base / "reports" / "screenshots"
         pages = [(html_path, shots / "capstone.png")]
         pages += [(audit_html, shots / "audit.png")] if audit_html is not None else []
-        pages += [(page, shots / "notebooks" / f"{page.stem}.png")
-                  for page in sorted((base / PATHS.notebooks).glob("0[1-5]_*.html"))]
+        pages += [
+            (page, shots / "notebooks" / f"{page.stem}.png")
+            for page in sorted((base / PATHS.notebooks).glob("0[1-5]_*.html"))
+        ]
         check_pages(pages)
     return html_path

@@ -82,13 +82,22 @@ def run_stage(stage: str, root: Path | None = None, *, params: dict[str, Any] | 
     with tempfile.TemporaryDirectory(dir=rendered.parent) as tmp:
         partial = Path(tmp) / rendered.name
         try:
-            pm.execute_notebook(source, partial, parameters={"params": stage_data(stage, params)},
-                                kernel_name="python3", cwd=str(base), progress_bar=False, log_output=False)
+            pm.execute_notebook(
+                source,
+                partial,
+                parameters={"params": stage_data(stage, params)},
+                kernel_name="python3",
+                cwd=str(base),
+                progress_bar=False,
+                log_output=False,
+            )
         except pm.PapermillExecutionError as err:
             failed = rendered.with_suffix(".failed.ipynb")
             shutil.move(partial, failed)
-            raise StageError(f"stage {stage}: cell {err.exec_count} of {source.name} failed with "
-                             f"{err.ename}: {err.evalue}\n  the notebook with the error: {failed}") from None
+            raise StageError(
+                f"stage {stage}: cell {err.exec_count} of {source.name} failed with "
+                f"{err.ename}: {err.evalue}\n  the notebook with the error: {failed}"
+            ) from None
         os.replace(partial, rendered)
     rendered.with_suffix(".failed.ipynb").unlink(missing_ok=True)
     export_html(rendered, rendered.with_suffix(".html"))
@@ -100,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kairos_curate.stages",
         description="Run one DVC stage: validate its params.yaml keys, execute notebooks/<NN>_<stage>.ipynb "
-        "with papermill into reports/notebooks/ and export it to HTML. `dvc repro` calls this for every stage.")
+        "with papermill into reports/notebooks/ and export it to HTML. `dvc repro` calls this for every stage.",
+    )
     parser.add_argument("stage", choices=list(STAGES), help="the stage to run")
     args = parser.parse_args(argv)
     try:

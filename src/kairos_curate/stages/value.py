@@ -63,8 +63,9 @@ def run(params: ValueParams, root: str | Path = ".", engine: EngineParams | None
     return {**out, "metrics": metrics, "noisy": noisy}
 
 
-def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str, engine: EngineParams,
-                runner: Any) -> dict[str, Any]:
+def _value_pool(
+    params: ValueParams, base: Path, embeddings: str, suffix: str, engine: EngineParams, runner: Any
+) -> dict[str, Any]:
     data = load_prepared(base, pool_embeddings=embeddings)  # no truth table: selection never sees it
     ids, labels, ref_labels = data.pool_ids, data.pool_labels, data.ref_labels
     inputs = ValuationInputs(data.pool_x, labels, data.ref_x, ref_labels, params.seed, ids=ids)
@@ -96,23 +97,43 @@ def _value_pool(params: ValueParams, base: Path, embeddings: str, suffix: str, e
             res = own[spec.method]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # recorded in the selection and printed below instead
-            chosen = select(res, k, policy=spec.policy_instance(), reference_labels=ref_labels,
-                            embeddings=data.pool_x, reference=data.ref_x,
-                            min_class_share=params.min_class_share, seed=params.seed, engine=runner)
+            chosen = select(
+                res,
+                k,
+                policy=spec.policy_instance(),
+                reference_labels=ref_labels,
+                embeddings=data.pool_x,
+                reference=data.ref_x,
+                min_class_share=params.min_class_share,
+                seed=params.seed,
+                engine=runner,
+            )
         for message in chosen.warnings:
             print(f"WARNING [{embeddings}, {name}]: {message}")
         selections[name] = {**chosen.to_dict(), "method": res.method}
         histograms[name] = {data.scenario.class_names[int(c)]: int(n) for c, n in chosen.class_counts.items()}
     write_json(base / PATHS.values / f"selections{suffix}.json", selections)
     metrics = {
-        "method": result.method, "method_params": result.params, "bandwidth": result.info.get("bandwidth"),
-        "label_mode": str(result.info.get("label_mode")), "k": k, "pool_size": int(ids.size),
-        "value_seconds": result.seconds, "primary": params.primary,
-        "engine": engine.name, "value_path": path,
-        "selections": {name: {"policy": selections[name]["policy"], "method": selections[name]["method"],
-                              "smallest_class_count": min(hist.values()),
-                              "classes_missing": sum(1 for n in hist.values() if n == 0),
-                              "warnings": len(selections[name]["warnings"])} for name, hist in histograms.items()},
+        "method": result.method,
+        "method_params": result.params,
+        "bandwidth": result.info.get("bandwidth"),
+        "label_mode": str(result.info.get("label_mode")),
+        "k": k,
+        "pool_size": int(ids.size),
+        "value_seconds": result.seconds,
+        "primary": params.primary,
+        "engine": engine.name,
+        "value_path": path,
+        "selections": {
+            name: {
+                "policy": selections[name]["policy"],
+                "method": selections[name]["method"],
+                "smallest_class_count": min(hist.values()),
+                "classes_missing": sum(1 for n in hist.values() if n == 0),
+                "warnings": len(selections[name]["warnings"]),
+            }
+            for name, hist in histograms.items()
+        },
     }
     return {"result": result, "frame": frame, "selections": selections, "histograms": histograms, "metrics": metrics}
 

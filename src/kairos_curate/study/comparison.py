@@ -105,8 +105,9 @@ class ComparisonRuns:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _value_variant(plan: ComparisonPlan, variant: Variant, spec: SettingSpec, seed: int,
-                   ref_x: np.ndarray, y_ref: np.ndarray) -> dict[str, ValuationResult]:
+def _value_variant(
+    plan: ComparisonPlan, variant: Variant, spec: SettingSpec, seed: int, ref_x: np.ndarray, y_ref: np.ndarray
+) -> dict[str, ValuationResult]:
     """Every method's valuation of ``variant``; deterministic methods once on the prepared pool."""
     out = {}
     for name in plan.methods:
@@ -116,14 +117,23 @@ def _value_variant(plan: ComparisonPlan, variant: Variant, spec: SettingSpec, se
     return out
 
 
-def _removal_rows(plan: ComparisonPlan, variant: Variant, results: Mapping[str, ValuationResult],
-                  probe: LinearProbe) -> list[dict[str, Any]]:
+def _removal_rows(
+    plan: ComparisonPlan, variant: Variant, results: Mapping[str, ValuationResult], probe: LinearProbe
+) -> list[dict[str, Any]]:
     features = probe.features(variant.x)
     rows = []
     for name, result in results.items():
         for direction in ("high", "low"):
-            for r in removal_curve(result.values, features, variant.y, probe.test_z, probe.y_test,
-                                   plan.removal_fractions, probe.n_classes, remove=direction):
+            for r in removal_curve(
+                result.values,
+                features,
+                variant.y,
+                probe.test_z,
+                probe.y_test,
+                plan.removal_fractions,
+                probe.n_classes,
+                remove=direction,
+            ):
                 rows.append({"setting": variant.setting, "method": name, "remove": direction, **r})
     return rows
 
@@ -154,17 +164,28 @@ def run_comparison(
             t_methods += time.perf_counter() - t1
             t1 = time.perf_counter()
             if spec.name in plan.downstream_settings:
-                rows = downstream_rows(variant, results, ref_x, y_ref, probe, budget=plan.budget,
-                                       selections=plan.selections, random_draws=plan.random_draws,
-                                       n_classes=probe.n_classes, seed=seed)
+                rows = downstream_rows(
+                    variant,
+                    results,
+                    ref_x,
+                    y_ref,
+                    probe,
+                    budget=plan.budget,
+                    selections=plan.selections,
+                    random_draws=plan.random_draws,
+                    n_classes=probe.n_classes,
+                    seed=seed,
+                )
                 runs.downstream += [{"setting": spec.name, "seed": seed, **row} for row in rows]
             if spec.name == plan.removal_setting and seed == plan.seeds[0]:
                 runs.removal += _removal_rows(plan, variant, results, probe)
             t_down += time.perf_counter() - t1
         runs.seconds[spec.name] = time.perf_counter() - start
         if log is not None:
-            log(f"[compare] {spec.name}: {runs.seconds[spec.name]:.1f} s (methods {t_methods:.1f} s, "
-                f"downstream/removal {t_down:.1f} s)")
+            log(
+                f"[compare] {spec.name}: {runs.seconds[spec.name]:.1f} s (methods {t_methods:.1f} s, "
+                f"downstream/removal {t_down:.1f} s)"
+            )
     return runs
 
 
@@ -196,18 +217,22 @@ def summarise_comparison(plan: ComparisonPlan, runs: ComparisonRuns) -> Comparis
     summary = settings[settings["setting"] == default].drop(columns="setting").reset_index(drop=True)
     any_problem = settings[settings["problem"] == "any problem"]
     contenders = [m for m in plan.methods if m != "random"]
-    winners = winner_table(any_problem, contenders=contenders or None,
-                           family={m: METHODS[m].family for m in plan.methods})
+    winners = winner_table(
+        any_problem, contenders=contenders or None, family={m: METHODS[m].family for m in plan.methods}
+    )
     down_runs = pd.DataFrame(runs.downstream)
     downstream = (
-        summarise(down_runs, ["setting", "method", "policy"],
-                  ("accuracy", "macro_f1", "bad_share", "min_class_count"))
-        if len(down_runs) else pd.DataFrame()
+        summarise(down_runs, ["setting", "method", "policy"], ("accuracy", "macro_f1", "bad_share", "min_class_count"))
+        if len(down_runs)
+        else pd.DataFrame()
     )
     curve = pd.DataFrame(
-        [{"method": m, "inspected": x, "found": f}
-         for m, (xs, fs) in runs.curves.get(default, {}).items()
-         for x, f in zip(xs, fs, strict=True)]
+        [
+            {"method": m, "inspected": x, "found": f}
+            for m, (xs, fs) in runs.curves.get(default, {}).items()
+            for x, f in zip(xs, fs, strict=True)
+        ]
     )
-    return ComparisonTables(detail, settings, summary, winners, down_runs, downstream,
-                            pd.DataFrame(runs.removal), curve)
+    return ComparisonTables(
+        detail, settings, summary, winners, down_runs, downstream, pd.DataFrame(runs.removal), curve
+    )

@@ -47,14 +47,24 @@ class LinearProbe:
         Seed of the randomized PCA.
     """
 
-    def __init__(self, pool_x: np.ndarray, ref_x: np.ndarray, test_x: np.ndarray, y_test: np.ndarray,
-                 n_classes: int, *, dim: int, seed: int) -> None:
+    def __init__(
+        self,
+        pool_x: np.ndarray,
+        ref_x: np.ndarray,
+        test_x: np.ndarray,
+        y_test: np.ndarray,
+        n_classes: int,
+        *,
+        dim: int,
+        seed: int,
+    ) -> None:
         from sklearn.decomposition import PCA
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, user_api="blas"):
-            self.pca = PCA(n_components=min(int(dim), pool_x.shape[1]), svd_solver="randomized",
-                           random_state=int(seed)).fit(np.concatenate([pool_x, ref_x]))
+            self.pca = PCA(
+                n_components=min(int(dim), pool_x.shape[1]), svd_solver="randomized", random_state=int(seed)
+            ).fit(np.concatenate([pool_x, ref_x]))
             self.test_z = self.pca.transform(test_x)
         self.y_test = np.asarray(y_test)
         self.n_classes = int(n_classes)
@@ -153,30 +163,57 @@ def downstream_rows(
                     reference=ref_x,
                     seed=seed,
                 )
-            rows.append(subset_row(variant, probe, chosen.indices, n_classes, method=name,
-                                   policy=spec.name, draw=0))
+            rows.append(subset_row(variant, probe, chosen.indices, n_classes, method=name, policy=spec.name, draw=0))
     for spec in own:  # a selection with its own method: one row, on that method's full result
         assert spec.method is not None
         found = None if spec.method_params else results.get(spec.method)  # results: default parameters
         if found is None:
             from kairos_curate.valuation import ValuationInputs, value
 
-            found = value(spec.method, ValuationInputs(variant.x, variant.y, ref_x, y_ref, seed, ids=variant.ids),
-                          spec.method_params)
+            found = value(
+                spec.method,
+                ValuationInputs(variant.x, variant.y, ref_x, y_ref, seed, ids=variant.ids),
+                spec.method_params,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            chosen = select(found, k, policy=spec.policy_instance(), labels=variant.y, ids=variant.ids,
-                            reference_labels=y_ref, embeddings=variant.x, reference=ref_x, seed=seed)
-        rows.append(subset_row(variant, probe, chosen.indices, n_classes, method=spec.method,
-                               policy=spec.name, draw=0))
+            chosen = select(
+                found,
+                k,
+                policy=spec.policy_instance(),
+                labels=variant.y,
+                ids=variant.ids,
+                reference_labels=y_ref,
+                embeddings=variant.x,
+                reference=ref_x,
+                seed=seed,
+            )
+        rows.append(subset_row(variant, probe, chosen.indices, n_classes, method=spec.method, policy=spec.name, draw=0))
     if include_baselines:
         rng = np.random.default_rng([int(seed), 7])
         for draw in range(int(random_draws)):
-            rows.append(subset_row(variant, probe, rng.choice(n, size=k, replace=False), n_classes,
-                                   method="random_k", policy="uniform", draw=draw))
+            rows.append(
+                subset_row(
+                    variant,
+                    probe,
+                    rng.choice(n, size=k, replace=False),
+                    n_classes,
+                    method="random_k",
+                    policy="uniform",
+                    draw=draw,
+                )
+            )
         clean = np.flatnonzero(~variant.bad)
-        rows.append(subset_row(variant, probe, rng.choice(clean, size=min(k, clean.size), replace=False),
-                               n_classes, method="oracle_k (uses truth)", policy="uniform", draw=0))
-        rows.append(subset_row(variant, probe, np.arange(n), n_classes, method="full pool",
-                               policy="all", draw=0))
+        rows.append(
+            subset_row(
+                variant,
+                probe,
+                rng.choice(clean, size=min(k, clean.size), replace=False),
+                n_classes,
+                method="oracle_k (uses truth)",
+                policy="uniform",
+                draw=0,
+            )
+        )
+        rows.append(subset_row(variant, probe, np.arange(n), n_classes, method="full pool", policy="all", draw=0))
     return rows

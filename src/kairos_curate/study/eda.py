@@ -27,14 +27,16 @@ def class_overlap(scenario: Scenario) -> pd.DataFrame:
     for name in scenario.class_names:
         sub = pool[pool["class_name"] == name]
         off = sub[sub["off_task"]]
-        rows.append({
-            "class": name,
-            "reference images": int(ref.get(name, 0)),
-            "pool images": len(sub),
-            "genuine": int((~sub["off_task"]).sum()),
-            "off-task": len(off),
-            "off-task sources": _top_counts(off["origin"]),
-        })
+        rows.append(
+            {
+                "class": name,
+                "reference images": int(ref.get(name, 0)),
+                "pool images": len(sub),
+                "genuine": int((~sub["off_task"]).sum()),
+                "off-task": len(off),
+                "off-task sources": _top_counts(off["origin"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -72,8 +74,7 @@ def pixel_statistics(scenario: Scenario, max_images: int = 200, seed: int = 0) -
             pick = np.sort(rng.choice(len(source), size=min(max_images, len(source)), replace=False))
             px = np.concatenate([np.asarray(source.load_image(int(i)), dtype=np.float64).ravel() for i in pick])
             n = pick.size
-        rows.append({"split": split, "images": n, "mean": px.mean(), "std": px.std(),
-                     "min": px.min(), "max": px.max()})
+        rows.append({"split": split, "images": n, "mean": px.mean(), "std": px.std(), "min": px.min(), "max": px.max()})
     return pd.DataFrame(rows)
 
 
@@ -92,8 +93,9 @@ def truth_groups(scenario: Scenario, truth: pd.DataFrame) -> np.ndarray:
     return groups.astype(str)
 
 
-def projection(pool_x: np.ndarray, ref_x: np.ndarray, method: str = "tsne", max_points: int = 1500,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def projection(
+    pool_x: np.ndarray, ref_x: np.ndarray, method: str = "tsne", max_points: int = 1500, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool (a seeded sample of ``max_points``) and reference embeddings projected to 2-D.
 
     Returns ``(points, source, pool_rows)``: ``(n, 2)`` coordinates (t-SNE on the first 50
@@ -111,8 +113,9 @@ def projection(pool_x: np.ndarray, ref_x: np.ndarray, method: str = "tsne", max_
     source = np.array(["pool"] * keep.size + ["reference"] * ref_x.shape[0])
     reduced = PCA(n_components=min(50, x.shape[1], x.shape[0]), random_state=seed).fit_transform(x)
     if method == "tsne":
-        points = TSNE(n_components=2, init="pca", random_state=seed,
-                      perplexity=min(30.0, max(5.0, x.shape[0] / 10))).fit_transform(reduced)
+        points = TSNE(
+            n_components=2, init="pca", random_state=seed, perplexity=min(30.0, max(5.0, x.shape[0] / 10))
+        ).fit_transform(reduced)
     else:
         points = reduced[:, :2]
     return points, source, keep

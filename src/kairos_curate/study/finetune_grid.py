@@ -151,8 +151,10 @@ def top_fraction_per_class(ordered: np.ndarray, labels: np.ndarray, fraction: fl
 
 def sweep_subsets(curated: Subset, labels: np.ndarray, fractions: Sequence[float]) -> list[Subset]:
     """The sizes sweep: the top ``fractions`` of a curated selection (best first, per class)."""
-    return [Subset(curated.name, "sweep", [top_fraction_per_class(curated.draws[0], labels, f)],
-                   curated.pool, float(f)) for f in fractions]
+    return [
+        Subset(curated.name, "sweep", [top_fraction_per_class(curated.draws[0], labels, f)], curated.pool, float(f))
+        for f in fractions
+    ]
 
 
 def run_grid(
@@ -196,20 +198,40 @@ def run_grid(
         A progress bar over the runs.
     """
     methods = list(configs)
-    jobs = [(subset, draw, rows, method, trial)
-            for subset in subsets
-            for draw, rows in enumerate(subset.draws)
-            for method in (methods[:1] if subset.kind == "sweep" else methods)
-            for trial in range(trials)]
+    jobs = [
+        (subset, draw, rows, method, trial)
+        for subset in subsets
+        for draw, rows in enumerate(subset.draws)
+        for method in (methods[:1] if subset.kind == "sweep" else methods)
+        for trial in range(trials)
+    ]
     records = []
-    for subset, draw, rows, method, trial in progress_bar(jobs, desc="fine-tuning runs", enabled=progress,
-                                                          unit="run"):
-        result = train_run(backbone, features[subset.pool], labels, rows, test_features, test_labels,
-                           num_classes, configs[method], seed=seed + 1000 * draw + trial)
-        records.append({"pool": subset.pool, "subset": subset.name, "kind": subset.kind,
-                        "fraction": subset.fraction, "method": method, "draw": draw, "trial": trial,
-                        "n_selected": int(rows.size), "uses_ground_truth": subset.uses_ground_truth,
-                        **result.as_dict()})
+    for subset, draw, rows, method, trial in progress_bar(jobs, desc="fine-tuning runs", enabled=progress, unit="run"):
+        result = train_run(
+            backbone,
+            features[subset.pool],
+            labels,
+            rows,
+            test_features,
+            test_labels,
+            num_classes,
+            configs[method],
+            seed=seed + 1000 * draw + trial,
+        )
+        records.append(
+            {
+                "pool": subset.pool,
+                "subset": subset.name,
+                "kind": subset.kind,
+                "fraction": subset.fraction,
+                "method": method,
+                "draw": draw,
+                "trial": trial,
+                "n_selected": int(rows.size),
+                "uses_ground_truth": subset.uses_ground_truth,
+                **result.as_dict(),
+            }
+        )
     return pd.DataFrame(records)
 
 
@@ -223,13 +245,18 @@ def summarise_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return summary, sweep
 
 
-def variant_features(backbone: Backbone, pool_features: torch.Tensor, pool: ImageSource, variant: ImageSource,
-                      device: str) -> torch.Tensor:
+def variant_features(
+    backbone: Backbone, pool_features: torch.Tensor, pool: ImageSource, variant: ImageSource, device: str
+) -> torch.Tensor:
     """Stem outputs of a pool variant: recomputed for the changed images, reused for the rest
     (exact: the stem is frozen and in eval mode)."""
     changed = changed_rows(pool, variant)
     out = pool_features.clone()
     if changed.size:
-        out[torch.from_numpy(changed)] = compute_stem_features(backbone, variant.subset(changed),  # type: ignore[attr-defined]
-                                                               device=device, progress=False)
+        out[torch.from_numpy(changed)] = compute_stem_features(
+            backbone,
+            variant.subset(changed),  # type: ignore[attr-defined]
+            device=device,
+            progress=False,
+        )
     return out

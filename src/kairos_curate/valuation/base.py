@@ -167,9 +167,7 @@ def value(
     seconds = time.perf_counter() - start
     n = inputs.pool.shape[0]
     if result.values.shape != (n,):
-        raise ValueError(
-            f"method {instance.name!r} returned shape {result.values.shape}, expected ({n},)"
-        )
+        raise ValueError(f"method {instance.name!r} returned shape {result.values.shape}, expected ({n},)")
     if not np.isfinite(result.values).all():
         bad = np.flatnonzero(~np.isfinite(result.values))
         raise ValueError(

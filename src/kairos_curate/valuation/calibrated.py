@@ -248,8 +248,9 @@ def smoothed_p(t: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     return out
 
 
-def smoothed_p_by_class(t: np.ndarray, codes: np.ndarray, calibration: np.ndarray, calibration_codes: np.ndarray
-                        ) -> np.ndarray:
+def smoothed_p_by_class(
+    t: np.ndarray, codes: np.ndarray, calibration: np.ndarray, calibration_codes: np.ndarray
+) -> np.ndarray:
     """:func:`smoothed_p` of every pool statistic against the calibration values of its class."""
     out = np.ones(t.shape[0])
     for c in np.unique(codes):
@@ -269,8 +270,7 @@ def smoothed_loo_p(calibration: np.ndarray, calibration_codes: np.ndarray) -> np
     return out
 
 
-def storey_clean_share(p: np.ndarray, codes: np.ndarray, n_classes: int, lam: float = STOREY_LAMBDA
-                       ) -> np.ndarray:
+def storey_clean_share(p: np.ndarray, codes: np.ndarray, n_classes: int, lam: float = STOREY_LAMBDA) -> np.ndarray:
     """Storey's estimate of each class's clean share ``#{p > lam} / ((1 - lam) n_c)``, at most 1
     (1 for a class without points): p-values of clean points are uniform, bad points' are small."""
     out = np.ones(n_classes)

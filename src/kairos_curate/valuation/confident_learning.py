@@ -142,12 +142,8 @@ def confident_learning(
         if pca_dim is not None and 0 < int(pca_dim) < min(x.shape):
             from sklearn.decomposition import PCA
 
-            feats = PCA(
-                n_components=int(pca_dim), svd_solver="randomized", random_state=seed
-            ).fit_transform(x)
-        proba = cross_val_proba(
-            feats, codes, classes.size, n_folds=int(n_folds), max_iter=max_iter, seed=seed
-        )
+            feats = PCA(n_components=int(pca_dim), svd_solver="randomized", random_state=seed).fit_transform(x)
+        proba = cross_val_proba(feats, codes, classes.size, n_folds=int(n_folds), max_iter=max_iter, seed=seed)
     scores = np.asarray(get_label_quality_scores(codes, proba, method=method), dtype=np.float64)
     issues = np.asarray(find_label_issues(codes, proba), dtype=bool)
     return ValuationResult(
@@ -171,9 +167,7 @@ class ConfidentLearningParams(MethodParams):
 
     n_folds: int = 5
     pca_dim: int | None = 64
-    score: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = (
-        "self_confidence"
-    )
+    score: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
 
 
 @register_method

@@ -100,9 +100,7 @@ class KairosState:
         precision: str = "fp32",
     ) -> None:
         if label_mode not in LABEL_MODES:
-            raise ValueError(
-                f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}"
-            )
+            raise ValueError(f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}")
         if combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
         if not 0.0 <= float(lam) <= 1.0:
@@ -145,9 +143,7 @@ class KairosState:
             self._ref_by_class: list[Prepared] = []
             c_cc = np.zeros(len(classes))
             for code in range(len(classes)):
-                idx = torch.from_numpy(np.flatnonzero(self._ref_codes == code)).to(
-                    self.space.device
-                )
+                idx = torch.from_numpy(np.flatnonzero(self._ref_codes == code)).to(self.space.device)
                 prep = (self._ref[0][idx], self._ref[1][idx])
                 self._ref_by_class.append(prep)
                 c_cc[code] = self_sums(self.space, prep).sum() / idx.shape[0] ** 2
@@ -230,9 +226,7 @@ class KairosState:
             if bar is not None:
                 bar.close()
         self._pool = (
-            new
-            if self._pool is None
-            else (torch.cat([self._pool[0], new[0]]), torch.cat([self._pool[1], new[1]]))
+            new if self._pool is None else (torch.cat([self._pool[0], new[0]]), torch.cat([self._pool[1], new[1]]))
         )
         self._sum_a = np.concatenate([self._sum_a, sum_a])
         self._sum_b = np.concatenate([self._sum_b, sum_b])

@@ -87,9 +87,7 @@ def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
     return rounded.view(torch.float32).reshape(x.shape)
 
 
-def choose_tile(
-    memory_budget_bytes: int, device: torch.device, block_size: int | None = None
-) -> int:
+def choose_tile(memory_budget_bytes: int, device: torch.device, block_size: int | None = None) -> int:
     """Edge length of a square float32 tile so that two tiles fit in ``memory_budget_bytes``.
 
     Parameters
@@ -139,9 +137,7 @@ def as_float_matrix(x: Any, name: str) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (n, d) matrix, got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
-            f"{name} is empty (shape {arr.shape}); it needs at least one row and column"
-        )
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row and column")
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
@@ -157,8 +153,9 @@ def as_float_matrix(x: Any, name: str) -> np.ndarray:
 def check_same_dim(pool_dim: int, reference_dim: int, pool_name: str = "pool") -> None:
     """Raise if the pool and the reference embeddings have different dimensions."""
     if pool_dim != reference_dim:
-        raise ValueError(f"{pool_name} has dimension {pool_dim} but reference has {reference_dim}; "
-                         "embed both with the same encoder")
+        raise ValueError(
+            f"{pool_name} has dimension {pool_dim} but reference has {reference_dim}; embed both with the same encoder"
+        )
 
 
 def as_float64_matrix(x: Any, name: str) -> np.ndarray:
@@ -324,9 +321,7 @@ def cross_sums(
     return rows.cpu().numpy(), None if cols is None else cols.cpu().numpy()
 
 
-def self_sums(
-    space: KernelSpace, a: tuple[torch.Tensor, torch.Tensor], *, progress: Any = None
-) -> np.ndarray:
+def self_sums(space: KernelSpace, a: tuple[torch.Tensor, torch.Tensor], *, progress: Any = None) -> np.ndarray:
     """Row sums ``sum_k k(a_i, a_k)`` (self pair included) over the upper block triangle.
 
     Each off-diagonal tile contributes its row sums to its rows and its column sums to its
@@ -350,9 +345,7 @@ def self_sums(
     return sums.cpu().numpy()
 
 
-def _diagonal_sums(
-    x: torch.Tensor, h: torch.Tensor, sums: torch.Tensor, buf: torch.Tensor, progress: Any
-) -> None:
+def _diagonal_sums(x: torch.Tensor, h: torch.Tensor, sums: torch.Tensor, buf: torch.Tensor, progress: Any) -> None:
     """Add the within-block row sums of ``x`` to ``sums`` (a view), splitting in halves."""
     n = x.shape[0]
     if n <= _DIAGONAL_MIN:

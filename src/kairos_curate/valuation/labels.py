@@ -49,10 +49,7 @@ def _as_label_array(labels: Any, name: str, n: int) -> np.ndarray:
             "label per embedding row, in the same order"
         )
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(
-            f"{name} contains NaN/inf labels at rows "
-            f"{np.flatnonzero(~np.isfinite(arr))[:10].tolist()}"
-        )
+        raise ValueError(f"{name} contains NaN/inf labels at rows {np.flatnonzero(~np.isfinite(arr))[:10].tolist()}")
     if arr.dtype.kind == "O":
         arr = np.asarray([str(v) for v in arr])
     return arr
@@ -98,8 +95,7 @@ def encode_pool(pool_labels: Any, classes: np.ndarray, n_pool: int) -> np.ndarra
                 y_pool = y_pool.astype(classes.dtype)
             except ValueError as err:
                 raise ValueError(
-                    "pool_labels are strings but reference_labels are numbers; use the same "
-                    "label type for both"
+                    "pool_labels are strings but reference_labels are numbers; use the same label type for both"
                 ) from err
     missing = np.setdiff1d(np.unique(y_pool), classes)
     if missing.size:
@@ -203,9 +199,7 @@ def _zscore(t: np.ndarray) -> np.ndarray:
     return (t - t.mean()) / std if std > 0 else np.zeros_like(t)
 
 
-def combine_terms(
-    feature: np.ndarray, label: np.ndarray, lam: float, combine: str = "weighted"
-) -> np.ndarray:
+def combine_terms(feature: np.ndarray, label: np.ndarray, lam: float, combine: str = "weighted") -> np.ndarray:
     """Combine the feature term and the label term (both: higher = better) into one value.
 
     ``lam * T(feature) + (1 - lam) * T(label)`` with ``T`` the identity (``"weighted"``),

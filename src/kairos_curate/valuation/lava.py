@@ -46,9 +46,7 @@ def calibrated_gradient(potentials: np.ndarray) -> np.ndarray:
     """``g_i = f_i - sum_{j != i} f_j / (N - 1)`` for dual potentials ``f`` (``N >= 2``)."""
     f = np.asarray(potentials, dtype=np.float64)
     if f.ndim != 1 or f.shape[0] < 2:
-        raise ValueError(
-            f"potentials must be a 1-D array of at least 2 values; got shape {f.shape}"
-        )
+        raise ValueError(f"potentials must be a 1-D array of at least 2 values; got shape {f.shape}")
     n = f.shape[0]
     return (n * f - f.sum()) / (n - 1)
 
@@ -160,13 +158,9 @@ def lava_values(
     x = np.asarray(pool, dtype=np.float64)
     z = np.asarray(reference, dtype=np.float64)
     if x.ndim != 2 or z.ndim != 2 or x.shape[1] != z.shape[1]:
-        raise ValueError(
-            f"pool and reference must be 2-D with the same width; got {x.shape} and {z.shape}"
-        )
+        raise ValueError(f"pool and reference must be 2-D with the same width; got {x.shape} and {z.shape}")
     if x.shape[0] < 2 or z.shape[0] < 1:
-        raise ValueError(
-            f"need at least 2 pool rows and 1 reference row; got {x.shape[0]} and {z.shape[0]}"
-        )
+        raise ValueError(f"need at least 2 pool rows and 1 reference row; got {x.shape[0]} and {z.shape[0]}")
     if not (np.isfinite(x).all() and np.isfinite(z).all()):
         raise ValueError("pool or reference contains NaN/inf")
     y = np.asarray(pool_labels)
@@ -182,8 +176,7 @@ def lava_values(
     missing = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
     if missing:
         raise ValueError(
-            f"pool labels {missing[:5]} do not occur in reference_labels; LAVA needs every "
-            "pool class in the reference"
+            f"pool labels {missing[:5]} do not occur in reference_labels; LAVA needs every pool class in the reference"
         )
     w = label_distances(x, y, z, yr, classes, max_per_class=max_per_class, seed=seed)
     yi = np.searchsorted(classes, y)
@@ -193,9 +186,7 @@ def lava_values(
     b = np.full(z.shape[0], 1.0 / z.shape[0])
     plan, log = ot.emd(a, b, cost, numItermax=int(num_iter_max), log=True)
     if log.get("warning"):
-        raise RuntimeError(
-            f"LAVA: the OT solver did not converge ({log['warning']}); raise num_iter_max"
-        )
+        raise RuntimeError(f"LAVA: the OT solver did not converge ({log['warning']}); raise num_iter_max")
     f = np.asarray(log["u"], dtype=np.float64)
     grad = calibrated_gradient(f)
     return ValuationResult(

@@ -39,9 +39,7 @@ def exact_loo(b: np.ndarray, a: np.ndarray, k_self: float = 1.0) -> np.ndarray:
     if n < 2:
         return np.full(n, np.nan)
     abar, bbar = a.mean(), b.mean()
-    return (
-        2.0 * (b - bbar) / (n - 1) + (k_self - 2.0 * n * a + (2.0 * n - 1.0) * abar) / (n - 1) ** 2
-    )
+    return 2.0 * (b - bbar) / (n - 1) + (k_self - 2.0 * n * a + (2.0 * n - 1.0) * abar) / (n - 1) ** 2
 
 
 def mmd2_from_terms(b: np.ndarray, a: np.ndarray, c_mean: float) -> float:

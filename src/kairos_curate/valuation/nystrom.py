@@ -119,9 +119,7 @@ def select_landmarks(
     if method == "random":
         return np.vstack([lz, x[np.sort(rng.choice(x.shape[0], m_pool, replace=False))]])
     size = min(x.shape[0], int(sample_size) if sample_size else 8 * m_pool)
-    cand = torch.from_numpy(
-        x[np.sort(rng.choice(x.shape[0], size, replace=False))].astype(np.float32)
-    )
+    cand = torch.from_numpy(x[np.sort(rng.choice(x.shape[0], size, replace=False))].astype(np.float32))
     sq = (cand * cand).sum(1)
 
     def dist2(centres: torch.Tensor) -> torch.Tensor:
@@ -169,11 +167,7 @@ def landmark_sums_task(
     p, pl = space.prepare(x), space.prepare(landmarks)
     m = landmarks.shape[0]
     cols = torch.zeros(m, dtype=torch.float64, device=space.device)
-    cols_cc = (
-        torch.zeros((n_classes, m), dtype=torch.float64, device=space.device)
-        if codes is not None
-        else None
-    )
+    cols_cc = torch.zeros((n_classes, m), dtype=torch.float64, device=space.device) if codes is not None else None
     kept = []
     onehot = None
     if codes is not None:
@@ -311,9 +305,7 @@ class NystromKairosState:
             None,
             precision,
         )
-        self.num_gpus = (
-            (1.0 if self.engine.n_gpus() > 0 else 0.0) if num_gpus is None else float(num_gpus)
-        )
+        self.num_gpus = (1.0 if self.engine.n_gpus() > 0 else 0.0) if num_gpus is None else float(num_gpus)
         self.landmarks = lm
         # K_LL^+ = U U^T with U = V_r / sqrt(w_r); phi(x) = k(x, L) U is the feature map
         k_ll = _rbf64(lm, lm, sigma)
@@ -342,10 +334,7 @@ class NystromKairosState:
         if conditional:
             assert ref_codes is not None
             counts = np.bincount(ref_codes, minlength=self.n_classes)
-            self._c_cc = (
-                np.bincount(ref_codes, weights=ref_self["rows_cc"], minlength=self.n_classes)
-                / counts**2
-            )
+            self._c_cc = np.bincount(ref_codes, weights=ref_self["rows_cc"], minlength=self.n_classes) / counts**2
         self._s = np.zeros(lm.shape[0])
         self._s_cc = np.zeros((self.n_classes, lm.shape[0]))
         self._shards: list[Any] = []
@@ -371,9 +360,7 @@ class NystromKairosState:
         z = as_float_matrix(reference, "reference")
         check_same_dim(x.shape[1], z.shape[1])
         sigma = resolve_bandwidth(bandwidth, x, z, seed)
-        lm = select_landmarks(
-            x, z, n_landmarks, reference_share=reference_share, method=landmark_method, seed=seed
-        )
+        lm = select_landmarks(x, z, n_landmarks, reference_share=reference_share, method=landmark_method, seed=seed)
         return cls(z, sigma, lm, **kwargs).update(x, pool_labels)
 
     @property
@@ -394,9 +381,7 @@ class NystromKairosState:
             keep = self._cache_left >= part.shape[0] * self.landmarks.shape[0] * 4
             if keep:
                 self._cache_left -= part.shape[0] * self.landmarks.shape[0] * 4
-            part_codes = (
-                codes[start : start + part.shape[0]] if conditional and codes is not None else None
-            )
+            part_codes = codes[start : start + part.shape[0]] if conditional and codes is not None else None
             calls.append((self.spec, handle, part_codes, self._lm, self.n_classes, keep))
             self._shards.append(handle)
             self._sizes.append(part.shape[0])
@@ -469,13 +454,11 @@ class NystromKairosState:
                     np.bincount(codes, minlength=self.n_classes), 1
                 )
                 rc = self.book.reference_codes
-                mean_ref = np.bincount(
-                    rc, weights=root_ref, minlength=self.n_classes
-                ) / np.bincount(rc, minlength=self.n_classes)
+                mean_ref = np.bincount(rc, weights=root_ref, minlength=self.n_classes) / np.bincount(
+                    rc, minlength=self.n_classes
+                )
                 extra["value_bound_cc"] = (
-                    root * mean_root[codes]
-                    + (0.0 if self.exact_b else root * mean_ref[codes])
-                    + slack
+                    root * mean_root[codes] + (0.0 if self.exact_b else root * mean_ref[codes]) + slack
                 )
         return self.book.assemble(
             b=b,

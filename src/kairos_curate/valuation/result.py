@@ -205,9 +205,7 @@ def assemble_result(
         ``combine`` (residual), ``class_mmd2`` (class-conditional).
     """
     if label_mode not in LABEL_MODES:
-        raise ValueError(
-            f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}"
-        )
+        raise ValueError(f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}")
     b = np.asarray(b, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
     feature = b - a

@@ -117,9 +117,7 @@ def rff_kairos_values(
     feature map. ``res.backend == "rff"`` and ``res.n_features == D``.
     """
     if label_mode not in LABEL_MODES:
-        raise ValueError(
-            f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}"
-        )
+        raise ValueError(f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}")
     if combine not in COMBINE_MODES:
         raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
     x = as_float64_matrix(pool, "pool")
@@ -133,9 +131,7 @@ def rff_kairos_values(
     kwargs: dict[str, Any] = {}
     labels = None if pool_labels is None else np.asarray(pool_labels)
     if label_mode is not None:
-        codes, ref_codes, classes = encode_labels(
-            pool_labels, reference_labels, x.shape[0], z.shape[0]
-        )
+        codes, ref_codes, classes = encode_labels(pool_labels, reference_labels, x.shape[0], z.shape[0])
         kwargs = dict(codes=codes, classes=classes)
         if label_mode == "residual":
             proba = fit_reference_classifier(z, ref_codes, len(classes))
@@ -156,8 +152,7 @@ def rff_kairos_values(
             kwargs.update(b_cc=b_cc, a_cc=a_cc, c_cc=c_cc)
     elif labels is not None and labels.shape != (x.shape[0],):
         raise ValueError(
-            f"pool_labels has {labels.shape[0]} labels but there are "
-            f"{x.shape[0]} rows; give exactly one label per row"
+            f"pool_labels has {labels.shape[0]} labels but there are {x.shape[0]} rows; give exactly one label per row"
         )
     return assemble_result(
         b=ba[:, 0],

@@ -163,9 +163,7 @@ class LabelBook:
         combine: str,
     ) -> None:
         if label_mode not in LABEL_MODES:
-            raise ValueError(
-                f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}"
-            )
+            raise ValueError(f"label_mode must be None, 'residual' or 'class_conditional', got {label_mode!r}")
         if combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
         if not 0.0 <= float(lam) <= 1.0:
@@ -179,14 +177,10 @@ class LabelBook:
         self.codes: list[np.ndarray] = []
         self.residual: list[np.ndarray] = []
         if label_mode is not None:
-            self.reference_codes, self.classes = encode_reference(
-                reference_labels, reference.shape[0]
-            )
+            self.reference_codes, self.classes = encode_reference(reference_labels, reference.shape[0])
         if label_mode == "residual":
             assert self.classes is not None and self.reference_codes is not None
-            self._proba = fit_reference_classifier(
-                reference, self.reference_codes, len(self.classes)
-            )
+            self._proba = fit_reference_classifier(reference, self.reference_codes, len(self.classes))
 
     def add(self, x: np.ndarray, labels: Any, n_before: int) -> np.ndarray | None:
         """Record the labels of ``x``'s rows; return their codes (``None`` without a mode)."""
@@ -318,15 +312,11 @@ class ShardedKairosState:
             block_size,
             precision,
         )
-        self.num_gpus = (
-            (1.0 if self.engine.n_gpus() > 0 else 0.0) if num_gpus is None else float(num_gpus)
-        )
+        self.num_gpus = (1.0 if self.engine.n_gpus() > 0 else 0.0) if num_gpus is None else float(num_gpus)
         self._ref = self.engine.put(z)
         ref_codes = self.book.reference_codes
         conditional = label_mode == "class_conditional"
-        (ref_self,) = self.engine.map(
-            self_task, [(self.spec, self._ref, ref_codes if conditional else None)]
-        )
+        (ref_self,) = self.engine.map(self_task, [(self.spec, self._ref, ref_codes if conditional else None)])
         self._c_mean = float(ref_self["rows"].sum()) / z.shape[0] ** 2
         self._c_cc: np.ndarray | None = None
         if conditional:
@@ -383,9 +373,7 @@ class ShardedKairosState:
         for start in range(0, x.shape[0], self.shard_size):
             part = np.ascontiguousarray(x[start : start + self.shard_size])
             self._shards.append(self.engine.put(part))
-            self._codes.append(
-                None if not conditional or codes is None else codes[start : start + len(part)]
-            )
+            self._codes.append(None if not conditional or codes is None else codes[start : start + len(part)])
             self._sum_a.append(np.zeros(len(part)))
             self._sum_b.append(np.zeros(len(part)))
             if conditional:
@@ -399,18 +387,14 @@ class ShardedKairosState:
             jobs.append(("ref", s, -1))
         ref_codes = self.book.reference_codes if conditional else None
         calls: dict[str, list[tuple[Any, ...]]] = {
-            "self": [
-                (self.spec, self._shards[s], self._codes[s]) for k, s, _ in jobs if k == "self"
-            ],
+            "self": [(self.spec, self._shards[s], self._codes[s]) for k, s, _ in jobs if k == "self"],
             "pair": [
                 (self.spec, self._shards[s], self._codes[s], self._shards[t], self._codes[t])
                 for k, s, t in jobs
                 if k == "pair"
             ],
             "ref": [
-                (self.spec, self._shards[s], self._codes[s], self._ref, ref_codes)
-                for k, s, _ in jobs
-                if k == "ref"
+                (self.spec, self._shards[s], self._codes[s], self._ref, ref_codes) for k, s, _ in jobs if k == "ref"
             ],
         }
         fns: dict[str, Callable[..., dict[str, np.ndarray]]] = {
