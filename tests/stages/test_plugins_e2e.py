@@ -129,3 +129,44 @@ def test_a_toy_method_and_policy_run_through_value_and_finetune(tmp_path):
     assert selections["strided"]["params"] == {"step": 3} and len(selections["strided"]["ids"]) == selections["k"]
     metrics = json.loads((project / "reports/metrics/value.json").read_text())
     assert metrics["method_params"] == {"power": 2.0}
+
+
+TOY_PARAMETER_FIELD = """
+    #: A toy parameter (test only): the whole change a new stage parameter needs.
+    toy_knob: int = 3
+"""
+
+
+@pytest.mark.parametrize("given", [None, 5])
+def test_a_new_stage_parameter_is_params_yaml_plus_the_typed_config(tmp_path, given):
+    """A new key of the ``value`` section: one field in stages/params.py (its only default) and,
+    to change it, one line of params.yaml. dvc.yaml lists whole sections (``params: [value, ...]``),
+    so it needs no edit; the notebook receives the section as it is."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src)
+    params_py = src / "kairos_curate/stages/params.py"
+    text = params_py.read_text()
+    anchor = '    """``value``: the valuation method and the named selections made from its values."""\n'
+    assert anchor in text
+    params_py.write_text(text.replace(anchor, anchor + TOY_PARAMETER_FIELD, 1))
+    values = {} if given is None else {"toy_knob": given}
+    code = (
+        "import json, sys\n"
+        "from kairos_curate.stages.params import load_stage_params, STAGE_SECTIONS\n"
+        "stage = load_stage_params('value', {'value': json.loads(sys.argv[1])})\n"
+        "print(json.dumps([stage.value.toy_knob, 'value' in STAGE_SECTIONS['value']]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(values)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [3 if given is None else given, True]
+    # a wrong type names the key
+    bad = subprocess.run(
+        [sys.executable, "-c", code, json.dumps({"toy_knob": "many"})], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "toy_knob" in bad.stderr
+    # and the dvc.yaml stage already tracks the whole section
+    dvc = (ROOT / "dvc.yaml").read_text()
+    assert "value" in dvc.split("\n  value:\n", 1)[1].split("params:", 1)[1].split("outs:", 1)[0]
