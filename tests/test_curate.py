@@ -289,6 +289,8 @@ def test_curate_help_explains_every_option_and_starts_light():
         "--no-audit",
         "--alpha",
         "--progress",
+        "--engine",
+        "--ray-address",
         "ImageFolder",
         "manifest",
     ):

@@ -540,6 +540,7 @@ def curate(
     seed: int = 0,
     progress: bool | None = None,
     log: Any = None,
+    engine: Any = None,
 ) -> CurateResult:
     """From a pool and a reference of image files to a curated training set (see the module docs).
 
@@ -579,6 +580,12 @@ def curate(
         Progress bars (default: when stderr is a terminal).
     log
         Callable for the step messages (default: ``print``); ``None`` uses print.
+
+    engine
+        Where embedding, the KAIROS kernel sums and herding run: ``None`` or ``"local"`` (this
+        process), ``"ray"`` (a local Ray cluster) or an engine from
+        :func:`kairos_curate.engine.get_engine` (e.g. one joined to an existing cluster). Same
+        results as local (to float tolerance); methods without a distributed path run here.
 
     Returns
     -------
@@ -681,6 +688,7 @@ def curate(
         )
 
     from kairos_curate.embedding import embed_source, load_encoder
+    from kairos_curate.engine import get_engine
     from kairos_curate.selection import select
     from kairos_curate.valuation import kairos_values
 
@@ -691,27 +699,58 @@ def curate(
         f"embedding {len(pool_src)} pool and {len(ref_src)} reference images with {enc.name} "
         f"({enc.preprocess.image_size}px, {enc.device}); cache {cache}"
     )
-    pool_ids, x_pool = embed_source(
-        pool_src, enc, batch_size=batch_size, cache_dir=cache, progress=show, desc="embed pool"
-    )
-    _, x_ref = embed_source(ref_src, enc, batch_size=batch_size, cache_dir=cache, progress=show, desc="embed reference")
+    runner = None if engine in (None, "local") else get_engine(engine)
+    if runner is None or runner.name == "local":
+        pool_ids, x_pool = embed_source(
+            pool_src, enc, batch_size=batch_size, cache_dir=cache, progress=show, desc="embed pool"
+        )
+        _, x_ref = embed_source(
+            ref_src, enc, batch_size=batch_size, cache_dir=cache, progress=show, desc="embed reference"
+        )
+    else:
+        from kairos_curate.engine.embedding import EncoderSpec, embed_with_engine
+
+        spec_enc = EncoderSpec(
+            encoder, weights=None if weights is None else str(weights), image_size=image_size, device=device
+        )
+        pool_ids, x_pool = embed_with_engine(
+            pool_src, spec_enc, engine=runner, batch_size=batch_size, cache_dir=cache, progress=show
+        )
+        _, x_ref = embed_with_engine(
+            ref_src, spec_enc, engine=runner, batch_size=batch_size, cache_dir=cache, progress=show
+        )
     timings["embed"] = time.perf_counter() - t
 
     t = time.perf_counter()
     y_pool = pool_set.table["label"].to_numpy(dtype=str)
     y_ref = ref_set.table["label"].to_numpy(dtype=str)
     mode = None if label_mode in (None, "none") else label_mode
-    res = kairos_values(
-        x_pool,
-        x_ref,
-        bandwidth,
-        pool_labels=y_pool,
-        reference_labels=y_ref,
-        label_mode=mode,
-        device=device,
-        seed=seed,
-        progress=show,
-    )
+    if runner is None or runner.name == "local":
+        res = kairos_values(
+            x_pool,
+            x_ref,
+            bandwidth,
+            pool_labels=y_pool,
+            reference_labels=y_ref,
+            label_mode=mode,
+            device=device,
+            seed=seed,
+            progress=show,
+        )
+    else:  # exact kernel sums as shard tasks on the engine (same values to float tolerance)
+        from kairos_curate.engine.valuation import value_with_engine
+
+        res = value_with_engine(
+            x_pool,
+            x_ref,
+            bandwidth,
+            engine=runner,
+            pool_labels=y_pool,
+            reference_labels=y_ref,
+            label_mode=mode,
+            device=device,
+            seed=seed,
+        )
     values = res.to_frame(pool_ids)
     ranked = values  # the values the selection ranks by (its own method's, if it names one)
     sel_res = res
@@ -747,6 +786,7 @@ def curate(
             reference_labels=y_ref,
             device=device,
             seed=seed,
+            engine=runner,
         )
     timings["select"] = time.perf_counter() - t
     for msg in chosen.warnings:

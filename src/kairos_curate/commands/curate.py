@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kairos_curate.commands._engine import add_engine_arguments, engine_from_args
 from kairos_curate.config import parse_bandwidth
 
 __all__ = ["register", "run"]
@@ -119,6 +120,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="show progress bars (default: when stderr is a terminal)",
     )
+    add_engine_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -173,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         force=args.force,
         dry_run=args.dry_run,
+        engine=None if args.engine == "local" else engine_from_args(args),
         seed=args.seed,
         progress=progress,
     )
