@@ -177,8 +177,8 @@ def test_suite_section_shows_both_seed_splits_the_checks_and_every_skip(tmp_path
 def test_suite_section_says_when_it_did_not_run(tmp_path):
     root = make_report_project(tmp_path)
     assert "Suite results missing" in _text(build_capstone(root, "T", primary="per_class").to_html())
-    write_json(root / "reports" / "metrics" / "suite.json", {"profile": "off"})
-    assert "`suite.profile` is `off`" in build_capstone(root, "T", primary="per_class").to_markdown(root / "reports")
+    write_json(root / "reports" / "metrics" / "suite.json", {"profile": "disabled"})
+    assert "`suite.profile` is `disabled`" in build_capstone(root, "T", primary="per_class").to_markdown(root / "reports")
 
 
 def test_suite_budget_curve_draws_each_selection_per_split(tmp_path):

@@ -42,7 +42,7 @@ def test_profiles_pick_what_runs_and_the_seeds():
     full = validate_params(SuiteParams, suite(profile="full"), "suite").active(seeds)
     assert len(full["scenarios"]) == 10 and set(full["selections"]) == CONTRACT and full["trials"] == 3
     assert full["seeds"] == {"development": [0, 1, 2], "held_out": [1000, 1001, 1002]}
-    off = validate_params(SuiteParams, suite(profile="off"), "suite").active(seeds)
+    off = validate_params(SuiteParams, suite(profile="disabled"), "suite").active(seeds)
     assert off["scenarios"] == [] and off["trials"] == 0
 
 

@@ -277,8 +277,8 @@ def _suite(suite: dict[str, Any] | None, tables: Path, figures: Path) -> Section
     title = "Selection suite: many scenarios, development and held-out seeds"
     if suite is None:
         return Section(title, [Note("Suite results missing: run `dvc repro finetune` (`suite.profile` small or full).")])
-    if suite["profile"] == "off":
-        return Section(title, [Note("Not run: `suite.profile` is `off` in params.yaml.")])
+    if suite["profile"] == "disabled":
+        return Section(title, [Note("Not run: `suite.profile` is `disabled` in params.yaml.")])
     frames = _suite_tables(tables)
     seeds = suite["seeds"]
     blocks: list[Any] = [

@@ -264,14 +264,14 @@ class SuiteParams(Section):
     """``suite``: the scenario suite of the selection study (scenario x seed x budget x selection).
 
     ``profile``: ``small`` runs :attr:`small` (the default ``dvc repro``), ``full`` every scenario,
-    budget, selection, evaluator and trial below over all seeds of ``seeds``, ``off`` nothing.
+    budget, selection, evaluator and trial below over all seeds of ``seeds``, ``disabled`` nothing.
     A selection entry names a valuation ``method`` (with ``method_params``), a selection ``policy``
     with its parameters inline, optionally ``keep_counts_from: <other selection>`` (passes that
     selection's per-class ``keep_counts`` to ``select``), ``oracle: true`` (selects among the truly
     clean rows: reads ground truth, a ceiling) and ``role`` (``control``, ``ceiling``, ``ablation``).
     """
 
-    profile: Literal["off", "small", "full"] = "small"
+    profile: Literal["small", "full", "disabled"] = "small"
     scenarios: dict[str, SuiteScenarioParams] = Field(default_factory=lambda: {
         "default": SuiteScenarioParams(),
         "clean": SuiteScenarioParams(scenario={"pool_per_offtask_class": 0, "pixel_noise_fraction": 0.0,
@@ -364,8 +364,8 @@ class SuiteParams(Section):
 
     def active(self, seeds: SeedsParams) -> dict[str, Any]:
         """What the chosen profile runs: scenarios, budgets, selections, evaluators, trials and seeds
-        (``{"development": [...], "held_out": [...]}``); empty lists for ``off``."""
-        if self.profile == "off":
+        (``{"development": [...], "held_out": [...]}``); empty lists for ``disabled``."""
+        if self.profile == "disabled":
             return {"scenarios": [], "budgets": [], "selections": [], "evaluators": [], "trials": 0,
                     "seeds": {"development": [], "held_out": []}}
         if self.profile == "full":

@@ -77,7 +77,7 @@ def suite_plan(params: FinetuneStage, *, check: bool = False) -> SuitePlan:
 def run_suite(params: FinetuneStage, root: str | Path = ".", *, log: Any = print) -> dict[str, Any]:
     """Run the selection suite's active profile; write ``reports/tables/suite_*.csv`` and ``suite.json``.
 
-    ``suite.profile: off`` writes empty tables and says so in ``suite.json``.
+    ``suite.profile: disabled`` writes empty tables and says so in ``suite.json``.
     """
     import torch
     from threadpoolctl import threadpool_limits
