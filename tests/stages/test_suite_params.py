@@ -87,3 +87,20 @@ def test_the_stage_checks_scenarios_and_registered_plug_ins_before_any_work():
     bad["suite"]["scenarios"]["clean"]["scenario"]["pool_per_task_class"] = 0
     with pytest.raises(ParamsError, match="clean"):
         finetune.load(bad)
+
+
+def test_a_disabled_suite_writes_empty_tables_and_says_so(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from kairos_curate.stages.suite import SUITE_TABLES
+
+    params = copy.deepcopy(PARAMS)
+    params["suite"]["profile"] = "disabled"
+    out = finetune.run_suite(finetune.load(params), root=tmp_path)
+    assert json.loads((tmp_path / "reports/metrics/suite.json").read_text())["profile"] == "disabled"
+    for name in SUITE_TABLES.values():
+        assert (tmp_path / "reports/tables" / f"{name}.csv").exists()
+    assert out["runs"].empty and list(pd.read_csv(tmp_path / "reports/tables/suite_skipped.csv").columns) == [
+        "selection", "method", "policy", "role", "reason"]
