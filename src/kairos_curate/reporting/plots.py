@@ -437,17 +437,19 @@ def suite_budget_curve(summary: pd.DataFrame, *, scenario: str = "default", eval
         rows = frame[frame["selection"] == name]
         truth = bool(rows["uses_ground_truth"].any()) if len(rows) else False
         colour = "grey" if truth else colours[i % len(colours)]
-        for split, style in (("development", "-"), ("held_out", "--")):
+        for split, style, nudge in (("development", "-", 0.97), ("held_out", "--", 1.03)):  # side by side
             part = rows[rows["split"] == split].sort_values("budget")
             if part.empty:
                 continue
             label = f"{name}{' (uses truth)' if truth else ''}" if split == "development" or "development" not in set(
                 rows["split"]) else None
-            ax.errorbar(part["budget"], part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0.0), fmt=style,
+            ax.errorbar(part["budget"] * nudge, part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0.0), fmt=style,
                         marker="o", capsize=3, color=colour, label=label)
     ax.set_xscale("log")
     budgets = sorted(frame["budget"].unique())
     ax.set_xticks(budgets, [f"{b:.0%}" for b in budgets])
+    if budgets:
+        ax.set_xlim(budgets[0] * 0.8, budgets[-1] * 1.25)
     ax.minorticks_off()
     ax.set_xlabel("budget (share of the pool)")
     ax.set_ylabel(f"test {metric}")

@@ -91,7 +91,8 @@ def run_suite(params: FinetuneStage, root: str | Path = ".", *, log: Any = print
             backbone = load_backbone(params.finetune.backbone, params.finetune.weights, params.finetune.image_size)
             configs = {m: replace(params.finetune.config(m), threads=suite.threads or params.finetune.config(m).threads)
                        for m in plan.fine_tuning}
-            tuner = FineTuner(backbone, configs, cache_dir=base / PATHS.finetune_cache, device=params.finetune.device)
+            tuner = FineTuner(backbone, configs, cache_dir=base / PATHS.finetune_cache, device=params.finetune.device,
+                              threads=suite.threads or None)
         with ExitStack() as stack:
             if suite.threads:  # many small fits: one thread each avoids oversubscription
                 previous = torch.get_num_threads()
