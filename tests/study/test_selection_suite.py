@@ -225,3 +225,8 @@ def test_estimate_scales_with_the_plan():
                            evaluators=["probe"], trials=1)
     assert one["setup_s"] == pytest.approx(3.0) and two["setup_s"] == pytest.approx(18.0)
     assert two["evaluate_s"] == pytest.approx(one["evaluate_s"] * 6 * 3)  # 6 runs, 3x the selected samples
+    tuned = runs.assign(evaluator="lora")
+    both = estimate_seconds(tuned, setups, scenarios=1, seeds=1, budgets=[0.2], selections=2,
+                            evaluators=["lora", "partial"], trials=2)
+    assert both["assumed_like_measured"] == ["partial"]
+    assert both["evaluate_s"] == pytest.approx(2 * 2 * one["evaluate_s"])  # two evaluators x two trials

@@ -458,24 +458,31 @@ def _margin(a: pd.Series, b: pd.Series) -> dict[str, Any]:
 
 def estimate_seconds(runs: pd.DataFrame, setups: pd.DataFrame, *, scenarios: int, seeds: int,
                      budgets: Sequence[float], selections: int, evaluators: Sequence[str], trials: int,
-                     pool_size: float | None = None) -> dict[str, float]:
+                     pool_size: float | None = None) -> dict[str, Any]:
     """Seconds a plan of these sizes would take, from measured per-run costs.
 
     Setup (build, embed, stem outputs) is per scenario and seed; valuation and selection per
     scenario, seed, budget and selection; a probe fit per subset; a fine-tuning run per subset
-    and trial, its cost proportional to the subset size (measured seconds per selected sample).
+    and trial, its cost proportional to the subset size (measured seconds per selected sample; a
+    fine-tuning evaluator that was not measured is assumed to cost what the measured ones did, and
+    is listed under ``assumed_like_measured``).
     """
     n_pool = float(pool_size if pool_size is not None else setups["n_pool"].mean())
     n_runs = scenarios * seeds
     setup = float((setups["build_s"] + setups["embed_s"] + setups["stems_s"]).mean()) * n_runs
     first = runs.drop_duplicates(["split", "scenario", "seed", "budget", "selection"])
     choose = float((first["value_s"] + first["select_s"]).mean()) * n_runs * len(budgets) * selections
-    train = 0.0
+    per_sample = {ev: float((rows["train_s"] / rows["k"].clip(lower=1)).mean())
+                  for ev, rows in runs.groupby("evaluator")}
+    tuned = [v for ev, v in per_sample.items() if ev != "probe"]
+    train, assumed = 0.0, []
     for ev in evaluators:
-        rows = runs[runs["evaluator"] == ev]
-        if rows.empty:
-            continue
-        per_sample = float((rows["train_s"] / rows["k"].clip(lower=1)).mean())
+        if ev not in per_sample:  # not measured: a fine-tuning evaluator costs what the measured ones did
+            if ev == "probe" or not tuned:
+                continue
+            per_sample[ev] = float(np.mean(tuned))
+            assumed.append(ev)
         reps = 1 if ev == "probe" else trials
-        train += per_sample * sum(b * n_pool for b in budgets) * n_runs * selections * reps
-    return {"setup_s": setup, "value_select_s": choose, "evaluate_s": train, "total_s": setup + choose + train}
+        train += per_sample[ev] * sum(b * n_pool for b in budgets) * n_runs * selections * reps
+    return {"setup_s": setup, "value_select_s": choose, "evaluate_s": train, "total_s": setup + choose + train,
+            "assumed_like_measured": assumed}
