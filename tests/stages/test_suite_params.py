@@ -84,6 +84,10 @@ def test_the_stage_checks_scenarios_and_registered_plug_ins_before_any_work():
     with pytest.raises(ParamsError, match="herding_kairos"):
         finetune.load(bad)
     bad = copy.deepcopy(PARAMS)
+    bad["suite"]["selections"]["per_class_random"]["drop_fraction"] = 0.5  # not a per_class parameter; full only
+    with pytest.raises(ParamsError, match="per_class_random"):
+        finetune.load(bad)
+    bad = copy.deepcopy(PARAMS)
     bad["suite"]["scenarios"]["clean"]["scenario"]["pool_per_task_class"] = 0
     with pytest.raises(ParamsError, match="clean"):
         finetune.load(bad)

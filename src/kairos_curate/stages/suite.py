@@ -57,15 +57,14 @@ def suite_plan(params: FinetuneStage, *, check: bool = False) -> SuitePlan:
                                            where=f"suite.scenarios.{name}.scenario")
             except (ParamsError, ValueError) as err:
                 problems.append(str(err))
-    selections = {}
-    for name in active["selections"]:
-        spec = SuiteSelection.from_mapping(name, suite.selections[name], primary=name == suite.primary)
-        if check:
-            try:
-                spec.check()
-            except (ParamsError, ValueError) as err:
-                problems.append(f"suite.selections.{name}: {err}")
-        selections[name] = spec
+    specs = {name: SuiteSelection.from_mapping(name, entry, primary=name == suite.primary)
+             for name, entry in suite.selections.items()}
+    for name, spec in specs.items() if check else ():  # every selection, also those of the other profile
+        try:
+            spec.check()
+        except (ParamsError, ValueError) as err:
+            problems.append(f"suite.selections.{name}: {err}")
+    selections = {name: specs[name] for name in active["selections"]}
     if problems:
         raise ParamsError(problems)
     return SuitePlan(scenarios={n: (suite.scenarios[n].scenario, suite.scenarios[n].extra) for n in active["scenarios"]},
