@@ -138,3 +138,117 @@ def test_data_audit_section_counts_each_issue_type_and_shows_its_scores(tmp_path
     ).to_csv(root / "reports" / "tables" / "audit_scores.csv", index=False)
     html = build_capstone(root).to_html()
     assert "the audit never read it" in html and "0.667" in html
+
+
+def _suite_project(root):
+    """A fake project with the selection suite's tables and metrics (written by summarise_suite)."""
+    import numpy as np
+
+    from kairos_curate.study.selection_suite import SuitePlan, summarise_suite
+
+    rows = []
+    acc = {"calibrated": 0.85, "random": 0.70, "herding_kairos": 0.80, "oracle": 0.90, "no_gate": 0.82}
+    role = {"calibrated": "primary", "oracle": "ceiling", "no_gate": "ablation"}
+    rng = np.random.default_rng(0)
+    for split, seeds in (("development", [0, 1]), ("held_out", [1000, 1001])):
+        for seed in seeds:
+            for budget in (0.1, 0.2):
+                for evaluator in ("probe", "lora"):
+                    for name, a in acc.items():
+                        rows.append(
+                            {
+                                "split": split,
+                                "scenario": "default",
+                                "seed": seed,
+                                "budget": budget,
+                                "evaluator": evaluator,
+                                "selection": name,
+                                "role": role.get(name, "control"),
+                                "method": "m",
+                                "policy": "p",
+                                "uses_ground_truth": name == "oracle",
+                                "k": 80,
+                                "trial": 0,
+                                "accuracy": a + rng.normal(0, 0.005),
+                                "macro_f1": a,
+                                "auc": a,
+                                "precision": 1.0 if name == "oracle" else 0.9,
+                                "min_class_count": 5,
+                                "classes_covered": 6,
+                                "clean_coverage_dist": 0.3,
+                            }
+                        )
+    plan = SuitePlan(
+        {}, {}, [0.1, 0.2], {}, ["probe", "lora"], 1, primary="calibrated", baseline="random", ceiling="oracle"
+    )
+    tables = summarise_suite(pd.DataFrame(rows), plan)
+    folder = root / "reports" / "tables"
+    tables.summary.to_csv(folder / "suite_summary.csv", index=False)
+    tables.checks.to_csv(folder / "suite_checks.csv", index=False)
+    tables.ablations.to_csv(folder / "suite_ablations.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "selection": "lava_cover",
+                "method": "lava",
+                "policy": "gated_cover",
+                "role": "control",
+                "reason": "selection policy 'gated_cover' not registered",
+            }
+        ]
+    ).to_csv(folder / "suite_skipped.csv", index=False)
+    write_json(
+        root / "reports" / "metrics" / "suite.json",
+        {
+            "profile": "small",
+            "scenarios": ["default"],
+            "seeds": {"development": [0, 1], "held_out": [1000, 1001]},
+            "budgets": [0.1, 0.2],
+            "evaluators": ["probe", "lora"],
+            "trials": 1,
+            "primary": "calibrated",
+            "baseline": "random",
+            "ceiling": "oracle",
+            "seconds": 600.0,
+            "estimated_full_seconds": {"total_s": 36000.0},
+            "skipped": {"lava_cover": "..."},
+        },
+    )
+    return tables.summary
+
+
+def test_suite_section_shows_both_seed_splits_the_checks_and_every_skip(tmp_path):
+    root = make_report_project(tmp_path)
+    _suite_project(root)
+    html = build_capstone(root, "T", primary="per_class").to_html()
+    text = _text(html)
+    assert ">Selection suite: many scenarios, development and held-out seeds</h2>" in html
+    assert "accuracy (dev)" in text and "accuracy (held-out)" in text and "gap closed (held-out)" in text
+    assert "oracle (uses ground truth)" in text and "100%" in text
+    assert "lava_cover" in text and "not registered" in text  # a skipped selection is listed, not dropped
+    assert "best control (herding_kairos)" in text and "wins" in text
+    assert "no_gate" in text and "10.0 h" in text and "10.0 min" in text
+    assert "suite_budget_curve.png" in html
+
+
+def test_suite_section_says_when_it_did_not_run(tmp_path):
+    root = make_report_project(tmp_path)
+    assert "Suite results missing" in _text(build_capstone(root, "T", primary="per_class").to_html())
+    write_json(root / "reports" / "metrics" / "suite.json", {"profile": "disabled"})
+    assert "`suite.profile` is `disabled`" in build_capstone(root, "T", primary="per_class").to_markdown(
+        root / "reports"
+    )
+
+
+def test_suite_budget_curve_draws_each_selection_per_split(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from kairos_curate.reporting.plots import suite_budget_curve
+
+    summary = _suite_project(make_report_project(tmp_path))
+    ax = suite_budget_curve(summary)
+    assert ax.get_xlabel().startswith("budget") and "lora" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "oracle (uses truth)" in labels and len(labels) == 5  # one entry per selection
+    assert len(ax.containers) == 10  # development and held-out line per selection

@@ -44,6 +44,8 @@ TINY = {
         "random_draws": 2,
         "size_fractions": [0.5, 1.0],
     },
+    # The selection suite's small profile on the tiny scenario sizes: one seed per split.
+    "suite": {"small": {"seeds_per_split": 1}},
 }
 
 
@@ -198,7 +200,7 @@ def test_editing_an_imported_module_makes_its_stages_stale(project):
 
 def test_rendered_notebooks_read_well(project):
     """Opened as HTML: inline figures, no error outputs, no stderr wall (progress bars are off)."""
-    expected_images = {"01_prepare": 4, "02_embed": 3, "03_value": 2, "04_compare": 6, "05_finetune": 2}
+    expected_images = {"01_prepare": 4, "02_embed": 3, "03_value": 2, "04_compare": 6, "05_finetune": 3}
     for stem, least in expected_images.items():
         nb = json.loads((project / "reports" / "notebooks" / f"{stem}.ipynb").read_text())
         outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]

@@ -16,7 +16,14 @@ from pydantic.dataclasses import dataclass as config_dataclass
 
 from kairos_curate.config import validate_params
 
-__all__ = ["OFFTASK_LABEL_MODES", "STRICT", "RealScenarioConfig", "ScenarioConfig", "check_shared_fields"]
+__all__ = [
+    "OFFTASK_LABEL_MODES",
+    "STRICT",
+    "ExtraProblemsConfig",
+    "RealScenarioConfig",
+    "ScenarioConfig",
+    "check_shared_fields",
+]
 
 #: Fashion-MNIST has ten classes, 0..9.
 N_FASHION_MNIST_CLASSES = 10
@@ -163,3 +170,78 @@ class RealScenarioConfig:
     def from_params(cls, params: Mapping[str, Any] | None, where: str = "scenario.inaturalist") -> RealScenarioConfig:
         """Build from the ``scenario.inaturalist`` section of ``params.yaml`` (YAML types, strict)."""
         return validate_params(cls, params, where)
+
+
+@config_dataclass(frozen=True, config=STRICT)
+class ExtraProblemsConfig:
+    """Pool problems that :func:`~kairos_curate.data.scenario.build_scenario` does not make itself,
+    added on top by :func:`~kairos_curate.data.suite_scenario.with_extra_problems` (a scenario of the
+    selection suite, ``suite.scenarios.<name>.extra``). All zero: nothing is added.
+
+    Attributes:
+        motion_blur_fraction: share of the pool (drawn among its clean rows) blurred by a linear
+            motion of ``motion_blur_length`` pixels at a random angle per image.
+        motion_blur_length: blur length in pixels.
+        sensor_noise_fraction: share of the pool (clean rows) with Poisson shot noise at
+            ``sensor_noise_photons`` photons at full scale plus Gaussian read noise.
+        sensor_noise_photons: photons at full scale (fewer = noisier).
+        sensor_read_noise: read-noise std in grey levels.
+        confusable_flip_fraction: share of the clean rows (after the pixel problems) whose label
+            moves to its class's most-confused class (a reference-trained probe's confusion on the
+            test set).
+        rare_class: a Fashion-MNIST task class of which only ``rare_keep`` genuine pool images stay
+            (wrong labels pointing *into* it stay); ``None``: no rare class.
+        rare_keep: genuine images of ``rare_class`` kept.
+        duplicate_sources_per_class: clean pool images per class that get near copies appended.
+        copies_per_source: near copies appended per source image.
+        near_duplicate_std: std (grey levels) of the perturbation that makes a copy a near copy.
+    """
+
+    motion_blur_fraction: float = 0.0
+    motion_blur_length: int = 5
+    sensor_noise_fraction: float = 0.0
+    sensor_noise_photons: float = 20.0
+    sensor_read_noise: float = 10.0
+    confusable_flip_fraction: float = 0.0
+    rare_class: int | None = None
+    rare_keep: int = 50
+    duplicate_sources_per_class: int = 0
+    copies_per_source: int = 0
+    near_duplicate_std: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("motion_blur_fraction", "sensor_noise_fraction", "confusable_flip_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.motion_blur_fraction + self.sensor_noise_fraction > 1.0:
+            raise ValueError("motion_blur_fraction + sensor_noise_fraction must not exceed 1")
+        if self.motion_blur_length < 1:
+            raise ValueError(f"motion_blur_length must be >= 1 pixel, got {self.motion_blur_length}")
+        if self.sensor_noise_photons <= 0 or self.sensor_read_noise < 0:
+            raise ValueError("sensor_noise_photons must be > 0 and sensor_read_noise >= 0")
+        if self.rare_class is not None and not 0 <= self.rare_class < N_FASHION_MNIST_CLASSES:
+            raise ValueError(f"rare_class must be a Fashion-MNIST class 0..{N_FASHION_MNIST_CLASSES - 1}")
+        if self.rare_keep < 0:
+            raise ValueError(f"rare_keep must be >= 0, got {self.rare_keep}")
+        if self.duplicate_sources_per_class < 0 or self.copies_per_source < 0:
+            raise ValueError("duplicate_sources_per_class and copies_per_source must be >= 0")
+        if (self.duplicate_sources_per_class > 0) != (self.copies_per_source > 0):
+            raise ValueError("near duplicates need both duplicate_sources_per_class and copies_per_source > 0")
+        if self.near_duplicate_std <= 0:
+            raise ValueError(f"near_duplicate_std must be > 0 grey levels, got {self.near_duplicate_std}")
+
+    @property
+    def any(self) -> bool:
+        """Whether anything is added."""
+        return bool(
+            self.motion_blur_fraction
+            or self.sensor_noise_fraction
+            or self.confusable_flip_fraction
+            or self.rare_class is not None
+            or self.duplicate_sources_per_class
+        )
+
+    @property
+    def needs_confusion(self) -> bool:
+        """Confusable flips need each class's most-confused class."""
+        return self.confusable_flip_fraction > 0

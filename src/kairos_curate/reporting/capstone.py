@@ -27,7 +27,13 @@ from kairos_curate.reporting.report import (
     provenance,
     stage_wall_times,
 )
-from kairos_curate.reporting.tables import detection_table, poster_table, sweep_table
+from kairos_curate.reporting.tables import (
+    detection_table,
+    poster_table,
+    suite_checks_table,
+    suite_table,
+    sweep_table,
+)
 from kairos_curate.study.verdicts import compute_saved, key_results, noise_verdicts, sweep_sentence
 
 __all__ = ["ALWAYS_REQUIRED", "build_capstone"]
@@ -193,6 +199,7 @@ def build_capstone(
     report.sections.append(_robustness(detection, noisy, figures))
     report.sections.append(_finetuning(summary, ft, figures))
     report.sections.append(_sizes(sweep, sweep_text, figures))
+    report.sections.append(_suite(metrics.get("suite"), tables, figures))
     report.sections.append(_compute(summary, figures))
     report.sections.append(_audit(base))
     report.sections.append(_limitations(prep, val, ft, comp))
@@ -319,6 +326,92 @@ def _sizes(sweep: pd.DataFrame | None, sweep_text: str | None, figures: Path) ->
             Figure(figures / "05_finetune" / "sizes_sweep.png", "Metrics across curated sizes"),
         ],
     )
+
+
+def _suite_tables(tables: Path) -> dict[str, pd.DataFrame | None]:
+    out: dict[str, pd.DataFrame | None] = {}
+    for name in ("summary", "checks", "ablations", "skipped"):
+        try:
+            out[name] = pd.read_csv(tables / f"suite_{name}.csv")
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            out[name] = None
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _suite(suite: dict[str, Any] | None, tables: Path, figures: Path) -> Section:
+    """The selection suite: every scenario x selection at the report budget, the done-when checks,
+    the budget curve, the ablations, and every skipped selection (never silently left out)."""
+    title = "Selection suite: many scenarios, development and held-out seeds"
+    if suite is None:
+        return Section(
+            title, [Note("Suite results missing: run `dvc repro finetune` (`suite.profile` small or full).")]
+        )
+    if suite["profile"] == "disabled":
+        return Section(title, [Note("Not run: `suite.profile` is `disabled` in params.yaml.")])
+    frames = _suite_tables(tables)
+    seeds = suite["seeds"]
+    blocks: list[Any] = [
+        f"Profile `{suite['profile']}`: scenarios {', '.join(f'`{s}`' for s in suite['scenarios'])}; development seeds "
+        f"{seeds['development']} and held-out seeds {seeds['held_out']} (never looked at while choosing a policy; "
+        f"reported in separate columns); budgets {', '.join(f'{b:.0%}' for b in suite['budgets'])}; evaluators "
+        f"{', '.join(suite['evaluators'])}; {suite['trials']} fine-tuning trial(s) per subset. Mean ± std over seed x "
+        f"trial. Gap closed: 0% = `{suite['baseline']}`, 100% = `{suite['ceiling']}`. Precision = share of truly clean "
+        "samples in the subset. Rows marked *uses ground truth* are ceilings, not methods. Fine-tuning trains the "
+        "backbone's tail on cached stem outputs (exact: the stem is frozen).",
+        f"This run took {_minutes(suite['seconds'])}"
+        + (
+            f"; the full profile is estimated at {_minutes(suite['estimated_full_seconds']['total_s'])} from this run's "
+            "per-run costs (setup per scenario and seed, valuation and selection per subset, training time per "
+            "selected sample)."
+            if "estimated_full_seconds" in suite
+            else "."
+        ),
+    ]
+    skipped = frames["skipped"]
+    if skipped is not None and not skipped.empty:
+        blocks.append(
+            Note(
+                f"{len(skipped)} selection(s) did not run because a plug-in they name is not registered "
+                "in this installation: "
+                + "; ".join(f"`{r.selection}` ({r.reason})" for r in skipped.itertuples())
+                + "."
+            )
+        )
+    summary = frames["summary"]
+    if summary is None or summary.empty:
+        blocks.append(Note("No suite results: every selection was skipped or nothing ran."))
+        return Section(title, blocks)
+    budgets = sorted(summary["budget"].unique())
+    budget = min(budgets, key=lambda b: abs(b - 0.2))
+    for evaluator in dict.fromkeys(summary["evaluator"]):
+        blocks += [f"**{evaluator}** at budget {budget:.0%}", suite_table(summary, str(evaluator), float(budget))]
+    checks = frames["checks"]
+    if checks is not None and not checks.empty:
+        blocks += [
+            f"Done-when checks: `{suite['primary']}` against the best control and against "
+            f"`{suite['baseline']}`; it *wins* where the margin exceeds the combined std "
+            "sqrt(std_a^2 + std_b^2).",
+            suite_checks_table(checks),
+        ]
+    else:
+        blocks.append(Note(f"No done-when checks: the primary selection `{suite['primary']}` did not run."))
+    blocks.append(
+        Figure(
+            figures / "05_finetune" / "suite_budget_curve.png",
+            "Accuracy vs budget on the default scenario (solid: development seeds, dashed: held-out)",
+        )
+    )
+    ablations = frames["ablations"]
+    if ablations is not None and not ablations.empty:
+        blocks += [
+            f"Ablations: each minus `{suite['primary']}` (negative = the removed part helped):",
+            suite_checks_table(ablations.assign(against="primary")),
+        ]
+    return Section(title, blocks)
 
 
 def _compute(summary: pd.DataFrame | None, figures: Path) -> Section:

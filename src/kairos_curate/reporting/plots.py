@@ -41,6 +41,7 @@ __all__ = [
     "save_figure",
     "selection_histograms",
     "sizes_sweep",
+    "suite_budget_curve",
     "value_histogram",
     "value_terms",
 ]
@@ -490,5 +491,65 @@ def compute_vs_accuracy(summary: pd.DataFrame, sweep: pd.DataFrame | None = None
     ax.set_ylabel("test accuracy")
     ax.set_title("Compute vs accuracy")
     ax.legend(fontsize=8, frameon=False)
+    figure_of(ax).tight_layout()
+    return ax
+
+
+def suite_budget_curve(
+    summary: pd.DataFrame,
+    *,
+    scenario: str = "default",
+    evaluator: str | None = None,
+    metric: str = "accuracy",
+    selections: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """The selection suite's budget curve: ``metric`` (mean ± std over seed x trial) vs budget for
+    each selection on one scenario and evaluator; development seeds solid, held-out dashed.
+
+    ``evaluator`` defaults to the first fine-tuning evaluator present (else the probe); oracle
+    rows (they read ground truth) are drawn in grey.
+    """
+    ax = _axes(ax, (7, 4.2))
+    frame = summary[summary["scenario"] == scenario]
+    if evaluator is None:
+        present = list(dict.fromkeys(frame["evaluator"]))
+        evaluator = next((e for e in present if e != "probe"), present[0] if present else "probe")
+    frame = frame[frame["evaluator"] == evaluator]
+    names = list(selections) if selections is not None else list(dict.fromkeys(frame["selection"]))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(names):
+        rows = frame[frame["selection"] == name]
+        truth = bool(rows["uses_ground_truth"].any()) if len(rows) else False
+        colour = "grey" if truth else colours[i % len(colours)]
+        for split, style, nudge in (("development", "-", 0.97), ("held_out", "--", 1.03)):  # side by side
+            part = rows[rows["split"] == split].sort_values("budget")
+            if part.empty:
+                continue
+            label = (
+                f"{name}{' (uses truth)' if truth else ''}"
+                if split == "development" or "development" not in set(rows["split"])
+                else None
+            )
+            ax.errorbar(
+                part["budget"] * nudge,
+                part[f"{metric}_mean"],
+                yerr=part[f"{metric}_std"].fillna(0.0),
+                fmt=style,
+                marker="o",
+                capsize=3,
+                color=colour,
+                label=label,
+            )
+    ax.set_xscale("log")
+    budgets = sorted(frame["budget"].unique())
+    ax.set_xticks(budgets, [f"{b:.0%}" for b in budgets])
+    if budgets:
+        ax.set_xlim(budgets[0] * 0.8, budgets[-1] * 1.25)
+    ax.minorticks_off()
+    ax.set_xlabel("budget (share of the pool)")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(f"Selection suite: {scenario}, {evaluator} (solid: development seeds, dashed: held-out)", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="best")
     figure_of(ax).tight_layout()
     return ax

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from kairos_curate.study.verdicts import pm
 
-__all__ = ["METRIC_LABELS", "detection_table", "poster_table", "sweep_table"]
+__all__ = ["METRIC_LABELS", "detection_table", "poster_table", "suite_checks_table", "suite_table", "sweep_table"]
 
 #: Run metric -> column label, and digits shown.
 METRIC_LABELS = (
@@ -61,3 +62,57 @@ def detection_table(detection: pd.DataFrame, metric: str = "auroc") -> pd.DataFr
     out = table.loc[ranking].reset_index()
     out.columns.name = None
     return out
+
+
+#: The two kinds of seed of the selection study, as column labels.
+SPLIT_LABELS = (("development", "dev"), ("held_out", "held-out"))
+
+
+def suite_table(summary: pd.DataFrame, evaluator: str, budget: float) -> pd.DataFrame:
+    """The selection suite at one budget and evaluator: one row per scenario x selection; accuracy
+    and macro-F1 as ``mean ± std`` over seed x trial, gap closed (random -> oracle) and precision,
+    development and held-out seeds in separate columns. Oracle rows are marked as using ground truth."""
+    frame = summary[(summary["evaluator"] == evaluator) & np.isclose(summary["budget"], budget)]
+    rows = []
+    for (scenario, selection), grp in frame.groupby(["scenario", "selection"], sort=False):
+        first = grp.iloc[0]
+        row = {
+            "scenario": scenario,
+            "selection": f"{selection} (uses ground truth)" if bool(first["uses_ground_truth"]) else selection,
+            "role": first["role"],
+        }
+        for split, label in SPLIT_LABELS:
+            part = grp[grp["split"] == split]
+            if part.empty:
+                continue
+            r = part.iloc[0]
+            row[f"accuracy ({label})"] = pm(r["accuracy_mean"], r["accuracy_std"])
+            row[f"macro-F1 ({label})"] = pm(r["macro_f1_mean"], r["macro_f1_std"])
+            row[f"gap closed ({label})"] = "" if pd.isna(r["gap_closed"]) else f"{r['gap_closed']:.0f}%"
+            row[f"precision ({label})"] = f"{r['precision_mean']:.3f}"
+            row[f"runs ({label})"] = int(r["runs"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def suite_checks_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """The done-when checks: the primary against the best control and the baseline, margin vs the
+    combined std, per split, scenario, budget and evaluator."""
+    return pd.DataFrame(
+        {
+            "seeds": checks["split"].map(dict(SPLIT_LABELS)).fillna(checks["split"]).to_numpy(),
+            "scenario": checks["scenario"].to_numpy(),
+            "budget": [f"{b:.0%}" for b in checks["budget"]],
+            "evaluator": checks["evaluator"].to_numpy(),
+            "selection": checks["selection"].to_numpy(),
+            "against": [f"{a} ({o})" for a, o in zip(checks["against"], checks["other"], strict=True)],
+            "mean ± std": [pm(m, s) for m, s in zip(checks["mean"], checks["std"], strict=True)],
+            "other": [pm(m, s) for m, s in zip(checks["other_mean"], checks["other_std"], strict=True)],
+            "margin": [f"{m:+.3f}" for m in checks["margin"]],
+            "combined std": [f"{c:.3f}" for c in checks["combined_std"]],
+            "verdict": [
+                "wins" if w else ("within noise" if h else "loses")
+                for w, h in zip(checks["wins"], checks["no_harm"], strict=True)
+            ],
+        }
+    )

@@ -12,15 +12,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kairos_curate.config import PATHS
 from kairos_curate.data.noise_settings import parse_setting
-from kairos_curate.data.sources import images_source
 from kairos_curate.data.variants import VariantBuilder
 from kairos_curate.io import atomic_path, write_json
+from kairos_curate.stages.embedder import cached_embedder
 from kairos_curate.stages.inputs import load_prepared
-from kairos_curate.stages.params import CompareStage, EmbedParams, load_stage_params
+from kairos_curate.stages.params import CompareStage, load_stage_params
 from kairos_curate.stages.plugins import check_methods, selection_specs
 from kairos_curate.study.comparison import (
     ComparisonPlan,
@@ -43,31 +41,6 @@ TABLES = {
     "removal": "compare_point_removal",
     "curve": "compare_found_vs_inspected",
 }
-
-
-def _encoder(params: EmbedParams, base: Path) -> Any:
-    """``embed(ids, pixels)`` with the stage's encoder, loaded on first use, through the cache."""
-    state: dict[str, Any] = {}
-
-    def embed(ids: np.ndarray, pixels: Any) -> np.ndarray:
-        from kairos_curate.embedding import embed_source, load_encoder
-
-        if "encoder" not in state:
-            state["encoder"] = load_encoder(
-                params.encoder, weights=params.weights, image_size=params.image_size, device=params.device
-            )
-        _, x = embed_source(
-            images_source(ids, pixels),
-            state["encoder"],
-            batch_size=params.batch_size,
-            normalize=params.normalize,
-            cache_dir=base / PATHS.embedding_cache,
-            progress=False,
-            num_workers=0,
-        )
-        return x
-
-    return embed
 
 
 def load(params: Any = None) -> CompareStage:
@@ -104,7 +77,7 @@ def run(params: CompareStage, root: str | Path = ".") -> dict[str, Any]:
         data.pool_x,
         data.ref_x,
         data.test_x,
-        _encoder(params.embed, base),
+        cached_embedder(params.embed, base),
         base_size=cfg.base_size,
         noise_fraction=cfg.noise_fraction,
     )

@@ -3,6 +3,11 @@
 Leakage rules (tested): pool, reference and test share no id and no image (content hash); the
 reference is never trained nor evaluated on; every split of a run is drawn from the selected
 pool rows only. The oracle is the only subset that reads the ground truth, and it says so.
+
+The selection suite (``suite`` in ``params.yaml``, :mod:`kairos_curate.study.selection_suite`)
+runs here too (:func:`run_suite`): it asks the same question as the grid - does training on a
+selection beat random subsets, how close does it get to the oracle - over many scenarios, seeds
+and budgets, with the same fine-tuning code, hyper-parameters and stem-output cache.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from kairos_curate.data.scenario import check_no_leakage, load_pool_variant, loa
 from kairos_curate.io import atomic_path, write_json
 from kairos_curate.progress import progress_enabled
 from kairos_curate.stages.params import FinetuneStage, load_stage_params
+from kairos_curate.stages.suite import run_suite, suite_plan
 from kairos_curate.study.finetune_grid import (
     METRICS,
     build_subsets,
@@ -30,12 +36,15 @@ from kairos_curate.training.backbones import load_backbone
 from kairos_curate.training.determinism import numerics_info, pin_cpu_isa
 from kairos_curate.training.finetune import compute_stem_features
 
-__all__ = ["load", "run"]
+__all__ = ["load", "run", "run_suite"]
 
 
 def load(params: Any = None) -> FinetuneStage:
-    """The stage's parameters, validated (``None``: read ``params.yaml``)."""
-    return load_stage_params("finetune", params)
+    """The stage's parameters, validated (``None``: read ``params.yaml``); the suite's scenarios and
+    the parameters of every registered method and policy its selections name are checked too."""
+    stage = load_stage_params("finetune", params)
+    suite_plan(stage, check=True)
+    return stage
 
 
 def run(params: FinetuneStage, root: str | Path = ".") -> dict[str, Any]:

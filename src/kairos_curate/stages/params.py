@@ -18,7 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kairos_curate.config import load_params, project_root, validate_params
-from kairos_curate.data.scenario_config import RealScenarioConfig, ScenarioConfig
+from kairos_curate.data.scenario_config import (
+    ExtraProblemsConfig,
+    RealScenarioConfig,
+    ScenarioConfig,
+)
 from kairos_curate.training.config import FinetuneConfig
 
 __all__ = [
@@ -36,6 +40,9 @@ __all__ = [
     "ReportStage",
     "ScenarioParams",
     "SeedsParams",
+    "SuiteParams",
+    "SuiteProfile",
+    "SuiteScenarioParams",
     "ValueParams",
     "ValueStage",
     "load_stage_params",
@@ -281,11 +288,211 @@ class ReportParams(Section):
     seed: int = 0
 
 
+#: Keys of a ``suite.selections`` entry that are not the policy's parameters.
+SUITE_SELECTION_KEYS = ("method", "method_params", "policy", "keep_counts_from", "oracle", "role")
+#: What a suite selection is for: the report groups rows by it.
+SUITE_ROLES = ("control", "ceiling", "ablation")
+#: Evaluators of a suite selection: the logistic probe on embeddings, and the two fine-tuning methods.
+SUITE_EVALUATORS = ("probe", "lora", "partial")
+
+
+def _gated(method: str, **params: Any) -> dict[str, Any]:
+    return {"method": method, "policy": "gated_cover", **params}
+
+
+class SuiteScenarioParams(Section):
+    """One scenario of the selection suite: ``scenario.fashion_mnist`` with overrides, plus extra problems."""
+
+    #: Fields of ``scenario.fashion_mnist`` to override (``seed`` is the study seed, not a field here).
+    scenario: dict[str, Any] = {}
+    extra: ExtraProblemsConfig = Field(default_factory=ExtraProblemsConfig)
+
+    @field_validator("scenario")
+    @classmethod
+    def _fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        known = set(ScenarioConfig.__dataclass_fields__) - {"seed"}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown scenario.fashion_mnist field(s) {unknown} (the seed comes from `seeds`); "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return v
+
+
+class SuiteProfile(Section):
+    """The small configuration the default ``dvc repro`` runs (``suite.profile: small``)."""
+
+    scenarios: list[str] = ["default", "clean"]
+    budgets: list[float] = [0.2]
+    selections: list[str] = [
+        "calibrated",
+        "herding_kairos",
+        "herding_random_values",
+        "random",
+        "knn_shapley_cover",
+        "oracle",
+        "oracle_cover",
+    ]
+    evaluators: list[Literal["probe", "lora", "partial"]] = ["probe", "lora"]
+    trials: int = 1
+    #: The first this many seeds of ``seeds.development`` and of ``seeds.held_out``.
+    seeds_per_split: int = 2
+
+
+class SuiteParams(Section):
+    """``suite``: the scenario suite of the selection study (scenario x seed x budget x selection).
+
+    ``profile``: ``small`` runs :attr:`small` (the default ``dvc repro``), ``full`` every scenario,
+    budget, selection, evaluator and trial below over all seeds of ``seeds``, ``disabled`` nothing.
+    A selection entry names a valuation ``method`` (with ``method_params``), a selection ``policy``
+    with its parameters inline, optionally ``keep_counts_from: <other selection>`` (passes that
+    selection's per-class ``keep_counts`` to ``select``), ``oracle: true`` (selects among the truly
+    clean rows: reads ground truth, a ceiling) and ``role`` (``control``, ``ceiling``, ``ablation``).
+    """
+
+    profile: Literal["small", "full", "disabled"] = "small"
+    scenarios: dict[str, SuiteScenarioParams] = Field(
+        default_factory=lambda: {
+            "default": SuiteScenarioParams(),
+            "clean": SuiteScenarioParams(
+                scenario={"pool_per_offtask_class": 0, "pixel_noise_fraction": 0.0, "label_flip_fraction": 0.0}
+            ),
+        }
+    )
+    budgets: list[float] = [0.05, 0.1, 0.2, 0.4]
+    selections: dict[str, dict[str, Any]] = {
+        "calibrated": _gated("kairos_calibrated"),
+        "herding_random_values": {"method": "random", "policy": "herding", "drop_fraction": 0.5},
+        "herding_kairos": {"method": "kairos_class_conditional", "policy": "herding", "drop_fraction": 0.5},
+        "random": {"method": "random", "policy": "global"},
+        "per_class_random": {"method": "random", "policy": "per_class"},
+        "knn_shapley_cover": _gated("knn_shapley", keep="matched", keep_counts_from="calibrated"),
+        "lava_cover": _gated("lava", keep="matched", keep_counts_from="calibrated"),
+        "confident_learning_cover": _gated("confident_learning", keep="matched", keep_counts_from="calibrated"),
+        "random_values_cover": _gated("random", keep="matched", keep_counts_from="calibrated"),
+        "cl_filter_cover": _gated("confident_learning", keep="flags"),
+        "oracle": {"method": "random", "policy": "global", "oracle": True, "role": "ceiling"},
+        "oracle_cover": _gated("random", keep="all", oracle=True, role="ceiling"),
+        "no_label_gate": _gated("kairos_calibrated", method_params={"gates": "feature"}, role="ablation"),
+        "no_feature_gate": _gated("kairos_calibrated", method_params={"gates": "label"}, role="ablation"),
+        "no_gate": _gated("kairos_calibrated", keep="all", role="ablation"),
+        "no_dedup": _gated("kairos_calibrated", dedup=False, role="ablation"),
+        "fixed_drop": _gated("kairos_calibrated", keep="fraction", role="ablation"),
+    }
+    #: The selection under test; ``baseline`` and ``ceiling`` anchor the gap closed (random -> oracle).
+    primary: str = "calibrated"
+    baseline: str = "random"
+    ceiling: str = "oracle"
+    evaluators: list[Literal["probe", "lora", "partial"]] = ["probe", "lora", "partial"]
+    #: Fine-tuning runs per scenario, seed, budget and selection (the probe is deterministic: one).
+    trials: int = 3
+    small: SuiteProfile = SuiteProfile()
+    #: Probe: logistic regression on this many principal components of the embeddings.
+    probe_dim: int = 64
+    #: CPU threads for torch and BLAS while the suite runs (0 = leave as is).
+    threads: int = 1
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 < b <= 1.0 for b in v):
+            raise ValueError(f"budgets must be fractions in (0, 1], got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SuiteParams:
+        problems = []
+        for name, entry in self.selections.items():
+            if not isinstance(entry, dict) or "method" not in entry or "policy" not in entry:
+                problems.append(f"selections.{name}: needs a 'method' and a 'policy' key, got {entry!r}")
+                continue
+            role = entry.get("role", "control")
+            if role not in SUITE_ROLES:
+                problems.append(f"selections.{name}.role: {role!r} is not one of {SUITE_ROLES}")
+            if entry.get("oracle", False) and role != "ceiling":
+                problems.append(f"selections.{name}: an oracle reads ground truth; give it role: ceiling")
+            source = entry.get("keep_counts_from")
+            if source is not None:
+                if source not in self.selections:
+                    problems.append(f"selections.{name}.keep_counts_from: {source!r} is not a selection")
+                elif self.selections[source].get("keep_counts_from") is not None:
+                    problems.append(
+                        f"selections.{name}.keep_counts_from: {source!r} takes its own counts from "
+                        "another selection; name the original"
+                    )
+        for key in ("primary", "baseline", "ceiling"):
+            if getattr(self, key) not in self.selections:
+                problems.append(f"{key}: {getattr(self, key)!r} is not one of the selections")
+        if self.ceiling in self.selections and not self.selections[self.ceiling].get("oracle", False):
+            problems.append(f"ceiling: {self.ceiling!r} must be an oracle selection (oracle: true)")
+        if self.trials < 1 or self.small.trials < 1 or self.small.seeds_per_split < 1:
+            problems.append("trials, small.trials and small.seeds_per_split must be >= 1")
+        for key, full in (("scenarios", self.scenarios), ("selections", self.selections)):
+            unknown = [n for n in getattr(self.small, key) if n not in full]
+            if unknown:
+                problems.append(f"small.{key}: {unknown} are not in suite.{key}")
+        missing = [s for s in self.small.budgets if s not in self.budgets]
+        if missing:
+            problems.append(f"small.budgets: {missing} are not in suite.budgets")
+        for name in self.small.selections:
+            source = self.selections.get(name, {}).get("keep_counts_from")
+            if source is not None and source not in self.small.selections:
+                problems.append(f"small.selections: {name!r} takes keep counts from {source!r}, which is not listed")
+        absent = [
+            getattr(self, k)
+            for k in ("primary", "baseline", "ceiling")
+            if getattr(self, k) not in self.small.selections
+        ]
+        if absent:
+            problems.append(f"small.selections must include the primary, baseline and ceiling; missing {absent}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def active(self, seeds: SeedsParams) -> dict[str, Any]:
+        """What the chosen profile runs: scenarios, budgets, selections, evaluators, trials and seeds
+        (``{"development": [...], "held_out": [...]}``); empty lists for ``disabled``."""
+        if self.profile == "disabled":
+            return {
+                "scenarios": [],
+                "budgets": [],
+                "selections": [],
+                "evaluators": [],
+                "trials": 0,
+                "seeds": {"development": [], "held_out": []},
+            }
+        if self.profile == "full":
+            return {
+                "scenarios": list(self.scenarios),
+                "budgets": list(self.budgets),
+                "selections": list(self.selections),
+                "evaluators": list(self.evaluators),
+                "trials": self.trials,
+                "seeds": {"development": list(seeds.development), "held_out": list(seeds.held_out)},
+            }
+        n = self.small.seeds_per_split
+        return {
+            "scenarios": list(self.small.scenarios),
+            "budgets": list(self.small.budgets),
+            "selections": list(self.small.selections),
+            "evaluators": list(self.small.evaluators),
+            "trials": self.small.trials,
+            "seeds": {"development": list(seeds.development[:n]), "held_out": list(seeds.held_out[:n])},
+        }
+
+
 class SelectionsPart(Section):
     """The keys of ``value`` the method comparison reads (its selections, at the same budget)."""
 
     budget: float = ValueParams.model_fields["budget"].default
     selections: dict[str, dict[str, Any]] = ValueParams.model_fields["selections"].default
+
+
+class FashionMnistPart(Section):
+    """The key of ``scenario`` the selection suite reads: the base its scenarios override."""
+
+    fashion_mnist: ScenarioConfig = Field(default_factory=ScenarioConfig)
 
 
 class PrimaryPart(Section):
@@ -327,6 +534,11 @@ class FinetuneStage(Section):
 
     finetune: FinetuneParams = Field(default_factory=FinetuneParams)
     value: PrimaryPart = Field(default_factory=PrimaryPart)
+    #: The selection suite runs in this stage: its scenarios, seeds, and the encoder it embeds with.
+    suite: SuiteParams = Field(default_factory=SuiteParams)
+    seeds: SeedsParams = Field(default_factory=SeedsParams)
+    embed: EmbedParams = Field(default_factory=EmbedParams)
+    scenario: FashionMnistPart = Field(default_factory=FashionMnistPart)
 
 
 class ReportStage(Section):
@@ -342,7 +554,7 @@ STAGE_MODELS: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "embed": (EmbedStage, ("embed", "engine")),
     "value": (ValueStage, ("value", "engine")),
     "compare": (CompareStage, ("compare", "embed", "value.budget", "value.selections")),
-    "finetune": (FinetuneStage, ("finetune", "value.primary")),
+    "finetune": (FinetuneStage, ("finetune", "value.primary", "suite", "seeds", "embed", "scenario.fashion_mnist")),
     "report": (ReportStage, ("report", "value.primary")),
 }
 #: Stage -> the ``params.yaml`` keys it reads.

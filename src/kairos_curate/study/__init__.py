@@ -6,6 +6,8 @@
   downstream, point removal), summarised into tables;
 * :mod:`.finetune_grid` - the fine-tuning grid: subsets (full, random, curated, oracle, sizes
   sweep) x methods x trials;
+* :mod:`.selection_suite` - the selection study's suite: scenario x seed x budget x selection,
+  each subset described against the truth and evaluated by the probe and by fine-tuning;
 * :mod:`.tables` - mean ± std summaries;
 * :mod:`.verdicts` - the computed sentences of the report (curated vs random vs full...).
 
