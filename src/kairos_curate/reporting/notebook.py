@@ -14,6 +14,9 @@ def notebook_setup(name: str, root: str | Path = ".") -> Path:
     import pandas as pd
 
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # Progress bars are off in rendered notebooks (KAIROS_PROGRESS=0); a library importing tqdm.auto
+    # inside the kernel (cleanlab, peft) would still print this as a red stderr block.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     pd.set_option("display.precision", 3)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 30)
