@@ -312,4 +312,6 @@ def test_curate_on_ray_equals_local(ray_engine, tmp_path):
     assert chosen[0] and chosen[1] == chosen[0]
     numeric = [c for c in local.values.columns if local.values[c].dtype.kind == "f"]
     assert numeric
-    assert_allclose(on_ray.values[numeric].to_numpy(), local.values[numeric].to_numpy(), rtol=1e-4, atol=1e-5)
+    # Ray Data batches images differently (float32 batch effects ~1e-5 in the embeddings, as above);
+    # the calibrated p-values of the primary move by up to ~6e-5 from that.
+    assert_allclose(on_ray.values[numeric].to_numpy(), local.values[numeric].to_numpy(), rtol=1e-4, atol=2e-4)
