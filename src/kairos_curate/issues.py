@@ -33,6 +33,8 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
+from kairos_curate.valuation.distances import sq_dists
+
 __all__ = [
     "EXACT_PAIRS_MAX",
     "PIXEL_CHECKS",
@@ -109,11 +111,6 @@ def conformal_p(
     return p
 
 
-def _sq_dists(x: np.ndarray, z: np.ndarray) -> np.ndarray:
-    d2 = (x * x).sum(1)[:, None] + (z * z).sum(1)[None, :] - 2.0 * (x @ z.T)
-    return np.maximum(d2, 0.0)
-
-
 @dataclass
 class KernelTerms:
     """Kernel sums of the pool and the reference against the reference, per class and bandwidth.
@@ -161,12 +158,12 @@ def kernel_terms(
     pool_sums = np.zeros((len(sig), n, n_classes))
     ref_pool = np.zeros((len(sig), m))
     for lo in tqdm(range(0, n, block_size), desc="kernel terms", disable=not progress, unit="block"):
-        d2 = _sq_dists(x[lo : lo + block_size], z)
+        d2 = sq_dists(x[lo : lo + block_size], z)
         for s, sigma in enumerate(sig):
             k = np.exp(-d2 / (2.0 * sigma * sigma))
             pool_sums[s, lo : lo + block_size] = k @ onehot
             ref_pool[s] += k.sum(0)
-    d2r = _sq_dists(z, z)
+    d2r = sq_dists(z, z)
     ref_sums = np.zeros((len(sig), m, n_classes))
     for s, sigma in enumerate(sig):
         k = np.exp(-d2r / (2.0 * sigma * sigma))
@@ -212,7 +209,7 @@ def posterior_bandwidth(
     codes = np.asarray(reference_codes, dtype=np.int64)
     onehot = np.zeros((z.shape[0], n_classes))
     onehot[np.arange(z.shape[0]), codes] = 1.0
-    d2 = _sq_dists(z, z)
+    d2 = sq_dists(z, z)
     scores: dict[float, float] = {}
     for f in factors:
         sigma = float(base_sigma) * float(f)

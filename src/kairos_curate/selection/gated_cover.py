@@ -59,6 +59,7 @@ from kairos_curate.selection.base import (
 )
 from kairos_curate.selection.herding import herd_rows
 from kairos_curate.valuation.bandwidth import median_bandwidth
+from kairos_curate.valuation.distances import sq_dists
 from kairos_curate.valuation.kernels import as_float64_matrix, check_same_dim
 
 __all__ = [
@@ -90,16 +91,12 @@ class GatedCoverParams(PolicyParams):
     dedup: bool = True
 
 
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
-
-
 def duplicate_radius(reference: np.ndarray) -> float:
     """Half the smallest distance between two reference rows (0 with fewer than two rows)."""
     z = np.asarray(reference, dtype=np.float64)
     if z.shape[0] < 2:
         return 0.0
-    d = np.sqrt(_sq_dists(z, z))
+    d = np.sqrt(sq_dists(z, z))
     np.fill_diagonal(d, np.inf)
     return 0.5 * float(d.min())
 
@@ -114,7 +111,7 @@ def near_duplicates(x: np.ndarray, order: np.ndarray, radius: float) -> np.ndarr
         return copy
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
-        d = np.sqrt(_sq_dists(xs[:stop], xs[start:stop]))  # earlier rows x this block
+        d = np.sqrt(sq_dists(xs[:stop], xs[start:stop]))  # earlier rows x this block
         earlier = np.arange(stop)[:, None] < np.arange(start, stop)[None, :]
         copy[start:stop] = ((d < radius) & earlier).any(0)
     return copy
@@ -234,7 +231,7 @@ class GatedCover(SelectionPolicy):
             mem = by_class[c][np.argsort(ctx.ids[by_class[c]], kind="stable")]  # class rows by id
             members[c] = mem
             if dedup and mem.size <= DENSE_MAX:
-                sq = _sq_dists(x[mem], x[mem])
+                sq = sq_dists(x[mem], x[mem])
                 earlier = np.triu(np.sqrt(sq) < radius, 1)  # row i before row j in id order
                 copies = mem[earlier.any(0)]
                 if self.params.cover == "pool":  # reuse the distances for the class kernel, in place
@@ -299,10 +296,10 @@ class GatedCover(SelectionPolicy):
                 pos = by_row[np.searchsorted(members[c], cand, sorter=by_row)]
                 kcc = kernels[c][np.ix_(pos, pos)]
             else:
-                kcc = np.exp(-(1.0 / (2 * sigma * sigma)) * _sq_dists(x[cand], x[cand]))
+                kcc = np.exp(-(1.0 / (2 * sigma * sigma)) * sq_dists(x[cand], x[cand]))
             if cover == "pool":
                 target = kcc @ np.ones(cand.size) / cand.size
             else:
-                target = np.exp(-(1.0 / (2 * sigma * sigma)) * _sq_dists(x[cand], target_rows)).mean(1)
+                target = np.exp(-(1.0 / (2 * sigma * sigma)) * sq_dists(x[cand], target_rows)).mean(1)
             out.append(cand[herd_dense(kcc, target, q)])
         return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)

@@ -46,6 +46,7 @@ import numpy as np
 
 from kairos_curate.valuation.bandwidth import resolve_bandwidth
 from kairos_curate.valuation.base import ValuationInputs, ValuationMethod, register_method
+from kairos_curate.valuation.distances import sq_dists
 from kairos_curate.valuation.kairos import KairosParams
 from kairos_curate.valuation.kernels import as_float64_matrix, check_same_dim
 from kairos_curate.valuation.labels import encode_labels
@@ -77,11 +78,6 @@ STOREY_LAMBDA = 0.5
 #: Bound on one float64 kernel chunk (bytes); small inputs are one chunk.
 _CHUNK_BYTES = 64 * 2**20
 _TINY = 1e-300  # keeps log() finite where every kernel value underflows
-
-
-def sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances ``||a_i - b_j||^2`` in float64 (GEMM expansion, clamped at 0)."""
-    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
 
 
 def rbf(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:

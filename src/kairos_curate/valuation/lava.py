@@ -37,6 +37,7 @@ from kairos_curate.valuation.base import (
     ValuationMethod,
     register_method,
 )
+from kairos_curate.valuation.distances import sq_dists
 from kairos_curate.valuation.result import ValuationResult
 
 __all__ = ["Lava", "calibrated_gradient", "label_distances", "lava_values"]
@@ -49,11 +50,6 @@ def calibrated_gradient(potentials: np.ndarray) -> np.ndarray:
         raise ValueError(f"potentials must be a 1-D array of at least 2 values; got shape {f.shape}")
     n = f.shape[0]
     return (n * f - f.sum()) / (n - 1)
-
-
-def _sq_dist(x: np.ndarray, z: np.ndarray) -> np.ndarray:
-    d2 = (x * x).sum(1)[:, None] + (z * z).sum(1)[None, :] - 2.0 * x @ z.T
-    return np.maximum(d2, 0.0)
 
 
 def label_distances(
@@ -102,7 +98,7 @@ def label_distances(
     out = np.zeros((len(classes), len(classes)))
     for a, xa in enumerate(xs):
         for b, zb in enumerate(zs):
-            cost = _sq_dist(xa, zb)
+            cost = sq_dists(xa, zb)
             out[a, b] = float(
                 ot.emd2(
                     np.full(xa.shape[0], 1.0 / xa.shape[0]),
@@ -181,7 +177,7 @@ def lava_values(
     w = label_distances(x, y, z, yr, classes, max_per_class=max_per_class, seed=seed)
     yi = np.searchsorted(classes, y)
     ri = np.searchsorted(classes, yr)
-    cost = _sq_dist(x, z) + label_weight * w[yi][:, ri]
+    cost = sq_dists(x, z) + label_weight * w[yi][:, ri]
     a = np.full(x.shape[0], 1.0 / x.shape[0])
     b = np.full(z.shape[0], 1.0 / z.shape[0])
     plan, log = ot.emd(a, b, cost, numItermax=int(num_iter_max), log=True)
