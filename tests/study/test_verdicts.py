@@ -126,6 +126,7 @@ def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_lo
         ("prim", "kairos_calibrated", "gated_cover", 0.90, 0.003, 75.0),
         ("herd_rand", "random", "herding", 0.89, 0.004, 60.0),  # found by method + policy, not by name
         ("rnd", "random", "global", 0.85, 0.01, 0.0),
+        ("orc", "random", "global", 0.895, 0.004, 100.0),  # 0.005 < hypot(0.004, 0.004): no room
     ]
     summary = pd.concat(
         [
@@ -142,9 +143,11 @@ def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_lo
     )
     from kairos_curate.study.suite_verdicts import suite_key_lines
 
-    lines = suite_key_lines(summary, checks, primary="prim")
-    assert len(lines) == 3
-    dev, held, where = lines
+    lines = suite_key_lines(summary, checks, primary="prim", ceiling="orc")
+    assert len(lines) == 4
+    dev, held, where, room = lines
+    assert "ceiling `orc` (chooses by ground truth) itself beat herding over random values" in room
+    assert "in 0 of 1 held-out" in room
     assert dev.startswith("Selection suite, `default`, budget 20%, development seeds")
     assert "held-out seeds (never used for tuning)" in held
     # 0.90 - 0.89 = 0.010 > hypot(0.003, 0.004) = 0.005: a win over the random-valued control

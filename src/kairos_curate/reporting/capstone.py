@@ -153,7 +153,9 @@ def build_capstone(
     suite = metrics.get("suite")
     if suite is not None and suite.get("profile") != "disabled":
         frames = _suite_tables(tables)
-        keys.lines += suite_key_lines(frames["summary"], frames["checks"], primary=str(suite["primary"]))
+        keys.lines += suite_key_lines(
+            frames["summary"], frames["checks"], primary=str(suite["primary"]), ceiling=str(suite["ceiling"])
+        )
     report.lead.append(Callout("Key results", keys.headline, keys.lines, keys.tone))
     if missing:
         report.lead.append(Note("Optional inputs missing, their sections are incomplete: " + "; ".join(missing) + "."))

@@ -32,6 +32,7 @@ def suite_key_lines(
     primary: str,
     scenario: str = "default",
     budget: float = 0.2,
+    ceiling: str | None = None,
 ) -> list[str]:
     """The selection suite in the key results: the primary on ``scenario`` against herding over
     random values (the control of the central claim) and the best control, with the gap closed,
@@ -41,6 +42,9 @@ def suite_key_lines(
     ``summary`` and ``checks`` are the suite's tables (:func:`.selection_suite.summarise_suite`).
     The random-valued herding control is the selection with method ``random`` and policy
     ``herding``. Verdicts use the combined std ``sqrt(std_a^2 + std_b^2)``, as the checks do.
+    With ``ceiling`` (the ground-truth selection), a last line says in how many held-out cells the
+    ceiling itself beat the random-valued herding control by that margin: how much room the
+    measurement leaves for any method.
     Returns no lines when the suite did not run or the primary is missing.
     """
     if summary is None or summary.empty or primary not in set(summary["selection"]):
@@ -105,4 +109,19 @@ def suite_key_lines(
                     + "."
                 )
             lines.append(line)
+    held_frame = frame[frame["split"] == "held_out"]
+    if ceiling is not None and control_name is not None and not held_frame.empty:
+        n_wins, n_cells = 0, 0
+        for _, grp in held_frame.groupby(["scenario", "evaluator"], sort=False):
+            by = grp.set_index("selection")
+            if ceiling in by.index and control_name in by.index:
+                top, ctl = by.loc[ceiling], by.loc[control_name]
+                combined = float(np.hypot(np.nan_to_num(top["accuracy_std"]), np.nan_to_num(ctl["accuracy_std"])))
+                n_cells += 1
+                n_wins += int(float(top["accuracy_mean"] - ctl["accuracy_mean"]) > combined)
+        if n_cells:
+            lines.append(
+                f"Room to win: the ceiling `{ceiling}` (chooses by ground truth) itself beat herding over random "
+                f"values by more than the combined std in {n_wins} of {n_cells} held-out scenario x evaluator cells."
+            )
     return lines
