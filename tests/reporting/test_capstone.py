@@ -147,7 +147,14 @@ def _suite_project(root):
     from kairos_curate.study.selection_suite import SuitePlan, summarise_suite
 
     rows = []
-    acc = {"calibrated": 0.85, "random": 0.70, "herding_kairos": 0.80, "oracle": 0.90, "no_gate": 0.82}
+    acc = {
+        "calibrated": 0.85,
+        "random": 0.70,
+        "herding_kairos": 0.80,
+        "herding_random_values": 0.78,
+        "oracle": 0.90,
+        "no_gate": 0.82,
+    }
     role = {"calibrated": "primary", "oracle": "ceiling", "no_gate": "ablation"}
     rng = np.random.default_rng(0)
     for split, seeds in (("development", [0, 1]), ("held_out", [1000, 1001])):
@@ -164,8 +171,8 @@ def _suite_project(root):
                                 "evaluator": evaluator,
                                 "selection": name,
                                 "role": role.get(name, "control"),
-                                "method": "m",
-                                "policy": "p",
+                                "method": "random" if name == "herding_random_values" else "m",
+                                "policy": "herding" if name == "herding_random_values" else "p",
                                 "uses_ground_truth": name == "oracle",
                                 "k": 80,
                                 "trial": 0,
@@ -231,6 +238,17 @@ def test_suite_section_shows_both_seed_splits_the_checks_and_every_skip(tmp_path
     assert "suite_budget_curve.png" in html
 
 
+def test_key_results_carry_the_suite_verdicts_on_held_out_seeds(tmp_path):
+    root = make_report_project(tmp_path)
+    _suite_project(root)
+    key_box = " ".join(_key(root).lines).replace("`", "").replace("**", "")
+    assert "Selection suite, default, budget 20%, held-out seeds (never used for tuning): calibrated" in key_box
+    assert "beat herding over random values (herding_random_values" in key_box
+    assert "beat the best control by more than the combined std in 2 of 2 scenario x evaluator cells" in key_box
+    assert "development seeds" in key_box
+    assert "ceiling oracle (chooses by ground truth) itself beat herding over random values" in key_box
+
+
 def test_suite_section_says_when_it_did_not_run(tmp_path):
     root = make_report_project(tmp_path)
     assert "Suite results missing" in _text(build_capstone(root, "T", primary="per_class").to_html())
@@ -250,5 +268,5 @@ def test_suite_budget_curve_draws_each_selection_per_split(tmp_path):
     ax = suite_budget_curve(summary)
     assert ax.get_xlabel().startswith("budget") and "lora" in ax.get_title()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "oracle (uses truth)" in labels and len(labels) == 5  # one entry per selection
-    assert len(ax.containers) == 10  # development and held-out line per selection
+    assert "oracle (uses truth)" in labels and len(labels) == 6  # one entry per selection
+    assert len(ax.containers) == 12  # development and held-out line per selection

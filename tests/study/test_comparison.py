@@ -101,7 +101,7 @@ def test_run_writes_every_declared_table(tmp_path, monkeypatch):
     for split in ("pool", "reference", "test"):
         m = sc.split_mask(split)
         save_embeddings(tmp_path / f"data/embeddings/{split}.npz", sc.samples.loc[m, "id"], feats[m])
-    monkeypatch.setattr(compare, "_encoder", lambda params, base: lambda ids, px: stand_in_features(px))
+    monkeypatch.setattr(compare, "cached_embedder", lambda params, base: lambda ids, px: stand_in_features(px))
     params = compare.load(
         {
             "compare": dict(

@@ -84,3 +84,85 @@ def test_sweep_sentence_picks_the_smallest_fraction_within_level():
 def test_sweep_sentence_when_the_peak_is_the_first_point_within_level():
     text = sweep_sentence(_sweep((0.25, 20, 0.70, 2.0), (1.0, 80, 0.86, 8.0)))
     assert text.startswith("Accuracy peaks at the top 100%")
+
+
+def _suite_summary(split, scenario, evaluator, rows):
+    """Suite summary rows: (selection, method, policy, mean, std, gap_closed)."""
+    return pd.DataFrame(
+        [
+            {
+                "split": split,
+                "scenario": scenario,
+                "budget": 0.2,
+                "evaluator": evaluator,
+                "selection": name,
+                "method": method,
+                "policy": policy,
+                "accuracy_mean": mean,
+                "accuracy_std": std,
+                "gap_closed": gap,
+            }
+            for name, method, policy, mean, std, gap in rows
+        ]
+    )
+
+
+def _check(split, scenario, evaluator, other, margin, combined):
+    return {
+        "split": split,
+        "scenario": scenario,
+        "budget": 0.2,
+        "evaluator": evaluator,
+        "against": "best control",
+        "other": other,
+        "margin": margin,
+        "combined_std": combined,
+        "wins": margin > combined,
+    }
+
+
+def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_loses():
+    rows = [
+        ("prim", "kairos_calibrated", "gated_cover", 0.90, 0.003, 75.0),
+        ("herd_rand", "random", "herding", 0.89, 0.004, 60.0),  # found by method + policy, not by name
+        ("rnd", "random", "global", 0.85, 0.01, 0.0),
+        ("orc", "random", "global", 0.895, 0.004, 100.0),  # 0.005 < hypot(0.004, 0.004): no room
+    ]
+    summary = pd.concat(
+        [
+            _suite_summary("held_out", "default", "lora", rows),
+            _suite_summary("development", "default", "lora", [(n, m, p, a + 0.01, s, g) for n, m, p, a, s, g in rows]),
+        ]
+    )
+    checks = pd.DataFrame(
+        [
+            _check("held_out", "default", "lora", "herd_rand", 0.010, 0.005),
+            _check("held_out", "flips", "lora", "cl_filter", -0.030, 0.010),
+            _check("held_out", "light", "probe", "herd_rand", 0.002, 0.010),
+        ]
+    )
+    from kairos_curate.study.suite_verdicts import suite_key_lines
+
+    lines = suite_key_lines(summary, checks, primary="prim", ceiling="orc")
+    assert len(lines) == 4
+    dev, held, where, room = lines
+    assert "ceiling `orc` (chooses by ground truth) itself beat herding over random values" in room
+    assert "in 0 of 1 held-out" in room
+    assert dev.startswith("Selection suite, `default`, budget 20%, development seeds")
+    assert "held-out seeds (never used for tuning)" in held
+    # 0.90 - 0.89 = 0.010 > hypot(0.003, 0.004) = 0.005: a win over the random-valued control
+    assert "**beat** herding over random values (`herd_rand`, 0.890 ± 0.004)" in held and "75%" in held
+    assert "1 of 3 scenario x evaluator cells" in where
+    assert "`flips` lora (lost to `cl_filter`, -0.030)" in where
+    assert "`light` probe (was within noise of `herd_rand`, +0.002)" in where
+    assert "`default`" not in where.split("ties:**")[1]
+
+
+def test_suite_key_lines_within_noise_and_absent_suite():
+    from kairos_curate.study.suite_verdicts import suite_key_lines
+
+    rows = [("prim", "k", "g", 0.90, 0.01, 50.0), ("herd_rand", "random", "herding", 0.895, 0.01, 40.0)]
+    held = suite_key_lines(_suite_summary("held_out", "default", "probe", rows), None, primary="prim")
+    assert held and "**was within noise of** herding over random values" in held[0]
+    assert suite_key_lines(None, None, primary="prim") == []
+    assert suite_key_lines(_suite_summary("held_out", "default", "probe", rows), None, primary="other") == []

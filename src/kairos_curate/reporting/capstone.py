@@ -34,7 +34,13 @@ from kairos_curate.reporting.tables import (
     suite_table,
     sweep_table,
 )
-from kairos_curate.study.verdicts import compute_saved, key_results, noise_verdicts, sweep_sentence
+from kairos_curate.study.suite_verdicts import suite_key_lines
+from kairos_curate.study.verdicts import (
+    compute_saved,
+    key_results,
+    noise_verdicts,
+    sweep_sentence,
+)
 
 __all__ = ["ALWAYS_REQUIRED", "build_capstone"]
 
@@ -144,6 +150,12 @@ def build_capstone(
         pool_size=pool,
         noisy=noisy,
     )
+    suite = metrics.get("suite")
+    if suite is not None and suite.get("profile") != "disabled":
+        frames = _suite_tables(tables)
+        keys.lines += suite_key_lines(
+            frames["summary"], frames["checks"], primary=str(suite["primary"]), ceiling=str(suite["ceiling"])
+        )
     report.lead.append(Callout("Key results", keys.headline, keys.lines, keys.tone))
     if missing:
         report.lead.append(Note("Optional inputs missing, their sections are incomplete: " + "; ".join(missing) + "."))

@@ -1,0 +1,127 @@
+"""The selection suite's verdicts for the report's key results, computed from the suite's tables.
+
+Kept apart from :mod:`.verdicts` because only the report reads them (every stage imports
+:mod:`.verdicts` through the tables, so a change here reruns the report stage alone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kairos_curate.study.verdicts import pm
+
+__all__ = ["suite_key_lines"]
+
+#: The two kinds of seed, in the words of the key results.
+_SPLIT_WORDS = {"development": "development seeds", "held_out": "held-out seeds (never used for tuning)"}
+
+
+def _verdict(margin: float, combined: float) -> str:
+    if margin > combined:
+        return "beat"
+    if margin < -combined:
+        return "lost to"
+    return "was within noise of"
+
+
+def suite_key_lines(
+    summary: pd.DataFrame | None,
+    checks: pd.DataFrame | None,
+    *,
+    primary: str,
+    scenario: str = "default",
+    budget: float = 0.2,
+    ceiling: str | None = None,
+) -> list[str]:
+    """The selection suite in the key results: the primary on ``scenario`` against herding over
+    random values (the control of the central claim) and the best control, with the gap closed,
+    per evaluator and seed split; then every scenario x evaluator of the held-out seeds where the
+    primary did *not* beat the best control by more than the combined std ("where it still loses").
+
+    ``summary`` and ``checks`` are the suite's tables (:func:`.selection_suite.summarise_suite`).
+    The random-valued herding control is the selection with method ``random`` and policy
+    ``herding``. Verdicts use the combined std ``sqrt(std_a^2 + std_b^2)``, as the checks do.
+    With ``ceiling`` (the ground-truth selection), a last line says in how many held-out cells the
+    ceiling itself beat the random-valued herding control by that margin: how much room the
+    measurement leaves for any method.
+    Returns no lines when the suite did not run or the primary is missing.
+    """
+    if summary is None or summary.empty or primary not in set(summary["selection"]):
+        return []
+    budgets = sorted(summary["budget"].unique())
+    at = min(budgets, key=lambda b: abs(b - budget))
+    frame = summary[np.isclose(summary["budget"], at)]
+    lines = []
+    herd_random = frame[(frame["method"] == "random") & (frame["policy"] == "herding")]["selection"]
+    control_name = str(herd_random.iloc[0]) if len(herd_random) else None
+    for split, words in _SPLIT_WORDS.items():
+        part = frame[(frame["split"] == split) & (frame["scenario"] == scenario)]
+        if part.empty or primary not in set(part["selection"]):
+            continue
+        cells = []
+        for evaluator, grp in part.groupby("evaluator", sort=False):
+            by = grp.set_index("selection")
+            row = by.loc[primary]
+            text = f"{evaluator} {pm(row['accuracy_mean'], row['accuracy_std'])}"
+            if control_name is not None and control_name in by.index:
+                other = by.loc[control_name]
+                margin = float(row["accuracy_mean"] - other["accuracy_mean"])
+                combined = float(np.hypot(np.nan_to_num(row["accuracy_std"]), np.nan_to_num(other["accuracy_std"])))
+                text += (
+                    f" **{_verdict(margin, combined)}** herding over random values "
+                    f"(`{control_name}`, {pm(other['accuracy_mean'], other['accuracy_std'])})"
+                )
+            if checks is not None and not checks.empty:
+                best = checks[
+                    (checks["split"] == split)
+                    & (checks["scenario"] == scenario)
+                    & np.isclose(checks["budget"], at)
+                    & (checks["evaluator"] == evaluator)
+                    & (checks["against"] == "best control")
+                ]
+                if len(best):
+                    b = best.iloc[0]
+                    text += f", {_verdict(b['margin'], b['combined_std'])} the best control (`{b['other']}`)"
+            if pd.notna(row.get("gap_closed", np.nan)):
+                text += f", {row['gap_closed']:.0f}% of the random-to-oracle gap closed"
+            cells.append(text)
+        lines.append(f"Selection suite, `{scenario}`, budget {at:.0%}, {words}: `{primary}` " + "; ".join(cells) + ".")
+    if checks is not None and not checks.empty:
+        held = checks[
+            (checks["split"] == "held_out") & np.isclose(checks["budget"], at) & (checks["against"] == "best control")
+        ]
+        if len(held):
+            won = held[held["wins"].astype(bool)]
+            rest = held[~held["wins"].astype(bool)]
+            line = (
+                f"Held-out, budget {at:.0%}: `{primary}` beat the best control by more than the combined std in "
+                f"{len(won)} of {len(held)} scenario x evaluator cells."
+            )
+            if len(rest):
+                line += (
+                    " **Where it still loses or only ties:** "
+                    + "; ".join(
+                        f"`{r.scenario}` {r.evaluator} ({_verdict(r.margin, r.combined_std)} `{r.other}`, "
+                        f"{r.margin:+.3f})"
+                        for r in rest.itertuples()
+                    )
+                    + "."
+                )
+            lines.append(line)
+    held_frame = frame[frame["split"] == "held_out"]
+    if ceiling is not None and control_name is not None and not held_frame.empty:
+        n_wins, n_cells = 0, 0
+        for _, grp in held_frame.groupby(["scenario", "evaluator"], sort=False):
+            by = grp.set_index("selection")
+            if ceiling in by.index and control_name in by.index:
+                top, ctl = by.loc[ceiling], by.loc[control_name]
+                combined = float(np.hypot(np.nan_to_num(top["accuracy_std"]), np.nan_to_num(ctl["accuracy_std"])))
+                n_cells += 1
+                n_wins += int(float(top["accuracy_mean"] - ctl["accuracy_mean"]) > combined)
+        if n_cells:
+            lines.append(
+                f"Room to win: the ceiling `{ceiling}` (chooses by ground truth) itself beat herding over random "
+                f"values by more than the combined std in {n_wins} of {n_cells} held-out scenario x evaluator cells."
+            )
+    return lines
