@@ -85,6 +85,14 @@ def test_same_seed_same_metrics_and_learning_happens(lite0):
     assert a.accuracy > 1 / 3  # better than chance on an easy toy task
 
 
+def test_a_subset_too_small_for_a_stratified_split_still_trains(lite0):
+    # 12 rows of 6 classes: a 20% validation split has 3 rows, fewer than the classes
+    features, labels = _toy_data(lite0, n=48, classes=6)
+    config = FinetuneConfig(method="lora", epochs=1, batch_size=16, learning_rate=1e-2)
+    res = train_run(lite0, features, labels, np.arange(12), features[36:], labels[36:], 6, config, seed=0)
+    assert res.n_train + res.n_val == 12 and res.n_val == 3
+
+
 def test_partial_unfreezing_trains_the_whole_tail(lite0):
     features, labels = _toy_data(lite0)
     res = train_run(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -199,7 +200,12 @@ def _train_run(
         raise ValueError(f"a fine-tuning run needs at least 4 selected samples, got {rows.size}")
     y = np.asarray(labels, dtype=np.int64)
     counts = np.bincount(y[rows], minlength=num_classes)
-    stratify = y[rows] if counts[counts > 0].min() >= 2 else None
+    present = int((counts > 0).sum())
+    n_val = math.ceil(config.val_fraction * rows.size)
+    # a stratified split needs two rows per class and room for every class on both sides;
+    # a subset too small for that (small budgets on small pools) is split at random
+    feasible = counts[counts > 0].min() >= 2 and n_val >= present and rows.size - n_val >= present
+    stratify = y[rows] if feasible else None
     train_rows, val_rows = train_test_split(rows, test_size=config.val_fraction, random_state=seed, stratify=stratify)
     device = resolve_device(config.device)
     torch.manual_seed(seed)
