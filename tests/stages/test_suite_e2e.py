@@ -49,8 +49,8 @@ def test_the_small_suite_writes_its_tables_and_lists_every_skip(tmp_path):
     ran = set(small["selections"]) - set(metrics["skipped"])
     assert set(runs["selection"]) == ran and set(runs["split"]) == {"development", "held_out"}
     assert set(runs["evaluator"]) == {"probe", "lora"} and set(runs["scenario"]) == {"default", "clean"}
-    # scenarios x seeds x selections x (probe + one LoRA trial)
-    assert len(runs) == 2 * 2 * len(ran) * 2
+    # scenarios x seeds x budgets x selections x (probe + one LoRA trial)
+    assert len(runs) == 2 * 2 * len(small["budgets"]) * len(ran) * 2
     clean = runs[runs["scenario"] == "clean"]
     assert (clean["precision"] == 1.0).all()
     assert runs.loc[runs["selection"].isin(["oracle", "oracle_cover"]), "uses_ground_truth"].all()

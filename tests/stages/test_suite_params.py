@@ -53,7 +53,7 @@ def test_params_yaml_suite_is_valid_and_holds_the_contract():
 def test_profiles_pick_what_runs_and_the_seeds():
     seeds = SeedsParams()
     small = validate_params(SuiteParams, PARAMS["suite"], "suite").active(seeds)
-    assert small["scenarios"] == ["default", "clean"] and small["budgets"] == [0.2]
+    assert small["scenarios"] == ["default", "clean"] and small["budgets"] == [0.1, 0.2, 0.4]
     assert small["seeds"] == {"development": [0, 1], "held_out": [1000, 1001]}
     full = validate_params(SuiteParams, suite(profile="full"), "suite").active(seeds)
     assert len(full["scenarios"]) == 10 and set(full["selections"]) == CONTRACT and full["trials"] == 3
