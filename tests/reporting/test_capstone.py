@@ -270,3 +270,42 @@ def test_suite_budget_curve_draws_each_selection_per_split(tmp_path):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "oracle (uses truth)" in labels and len(labels) == 6  # one entry per selection
     assert len(ax.containers) == 12  # development and held-out line per selection
+    handles, names = ax.get_legend_handles_labels()
+    colours = {name: handle.lines[0].get_color() for handle, name in zip(handles, names, strict=True)}
+    methods = [c for label, c in colours.items() if "uses truth" not in label]
+    assert len(set(methods)) == len(methods)  # no two selections share a colour
+    from matplotlib.colors import to_rgb
+
+    assert all(max(to_rgb(c)) - min(to_rgb(c)) > 0.02 for c in methods)  # greys mark the ceilings
+
+
+def test_suite_budget_curve_gives_nine_selections_nine_colours_and_keeps_grey_for_the_ceilings():
+    import pandas as pd
+    from matplotlib.colors import to_rgb
+
+    from kairos_curate.reporting.plots import suite_budget_curve
+
+    names = [f"s{i}" for i in range(9)] + ["oracle"]
+    summary = pd.DataFrame(
+        [
+            {
+                "scenario": "default",
+                "evaluator": "lora",
+                "selection": name,
+                "uses_ground_truth": name == "oracle",
+                "split": split,
+                "budget": budget,
+                "accuracy_mean": 0.8,
+                "accuracy_std": 0.01,
+            }
+            for name in names
+            for split in ("development", "held_out")
+            for budget in (0.1, 0.2)
+        ]
+    )
+    handles, labels = suite_budget_curve(summary).get_legend_handles_labels()
+    colours = {label: to_rgb(h.lines[0].get_color()) for h, label in zip(handles, labels, strict=True)}
+    methods = [c for label, c in colours.items() if "uses truth" not in label]
+    assert len(methods) == 9 and len(set(methods)) == 9  # the 8th selection used to get the ceilings' grey
+    assert all(max(c) - min(c) > 0.02 for c in methods)
+    assert max(colours["oracle (uses truth)"]) - min(colours["oracle (uses truth)"]) < 0.02

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from kairos_curate.data import corruptions
@@ -495,6 +496,12 @@ def compute_vs_accuracy(summary: pd.DataFrame, sweep: pd.DataFrame | None = None
     return ax
 
 
+def _is_grey(colour: Any) -> bool:
+    """A colour with equal red, green and blue (the cycle's grey, kept for the ground-truth ceilings)."""
+    r, g, b = to_rgb(colour)
+    return max(r, g, b) - min(r, g, b) < 0.02
+
+
 def suite_budget_curve(
     summary: pd.DataFrame,
     *,
@@ -508,7 +515,8 @@ def suite_budget_curve(
     each selection on one scenario and evaluator; development seeds solid, held-out dashed.
 
     ``evaluator`` defaults to the first fine-tuning evaluator present (else the probe); oracle
-    rows (they read ground truth) are drawn in grey.
+    rows (they read ground truth) are drawn in black and grey with their own markers; every other
+    selection gets its own colour of the cycle (grey left out); the legend sits outside the axes.
     """
     ax = _axes(ax, (7, 4.2))
     frame = summary[summary["scenario"] == scenario]
@@ -517,11 +525,18 @@ def suite_budget_curve(
         evaluator = next((e for e in present if e != "probe"), present[0] if present else "probe")
     frame = frame[frame["evaluator"] == evaluator]
     names = list(selections) if selections is not None else list(dict.fromkeys(frame["selection"]))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate(names):
+    cycle = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if not _is_grey(c)]
+    ceiling_styles = [("black", "s"), ("grey", "^"), ("dimgrey", "D")]
+    methods = ceilings = 0
+    for name in names:
         rows = frame[frame["selection"] == name]
         truth = bool(rows["uses_ground_truth"].any()) if len(rows) else False
-        colour = "grey" if truth else colours[i % len(colours)]
+        if truth:
+            colour, marker = ceiling_styles[ceilings % len(ceiling_styles)]
+            ceilings += 1
+        else:
+            colour, marker = cycle[methods % len(cycle)], "o"
+            methods += 1
         for split, style, nudge in (("development", "-", 0.97), ("held_out", "--", 1.03)):  # side by side
             part = rows[rows["split"] == split].sort_values("budget")
             if part.empty:
@@ -536,7 +551,7 @@ def suite_budget_curve(
                 part[f"{metric}_mean"],
                 yerr=part[f"{metric}_std"].fillna(0.0),
                 fmt=style,
-                marker="o",
+                marker=marker,
                 capsize=3,
                 color=colour,
                 label=label,
@@ -550,6 +565,6 @@ def suite_budget_curve(
     ax.set_xlabel("budget (share of the pool)")
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"Selection suite: {scenario}, {evaluator} (solid: development seeds, dashed: held-out)", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure_of(ax).tight_layout()
     return ax
