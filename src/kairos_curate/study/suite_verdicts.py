@@ -17,6 +17,12 @@ __all__ = ["suite_key_lines"]
 _SPLIT_WORDS = {"development": "development seeds", "held_out": "held-out seeds (never used for tuning)"}
 
 
+def _against(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+    """Accuracy margin ``a - b`` and the combined std ``sqrt(std_a^2 + std_b^2)`` (as the suite's checks)."""
+    combined = float(np.hypot(np.nan_to_num(a["accuracy_std"]), np.nan_to_num(b["accuracy_std"])))
+    return float(a["accuracy_mean"] - b["accuracy_mean"]), combined
+
+
 def _verdict(margin: float, combined: float) -> str:
     if margin > combined:
         return "beat"
@@ -66,8 +72,7 @@ def suite_key_lines(
             text = f"{evaluator} {pm(row['accuracy_mean'], row['accuracy_std'])}"
             if control_name is not None and control_name in by.index:
                 other = by.loc[control_name]
-                margin = float(row["accuracy_mean"] - other["accuracy_mean"])
-                combined = float(np.hypot(np.nan_to_num(row["accuracy_std"]), np.nan_to_num(other["accuracy_std"])))
+                margin, combined = _against(row, other)
                 text += (
                     f" **{_verdict(margin, combined)}** herding over random values "
                     f"(`{control_name}`, {pm(other['accuracy_mean'], other['accuracy_std'])})"
@@ -115,10 +120,9 @@ def suite_key_lines(
         for _, grp in held_frame.groupby(["scenario", "evaluator"], sort=False):
             by = grp.set_index("selection")
             if ceiling in by.index and control_name in by.index:
-                top, ctl = by.loc[ceiling], by.loc[control_name]
-                combined = float(np.hypot(np.nan_to_num(top["accuracy_std"]), np.nan_to_num(ctl["accuracy_std"])))
+                margin, combined = _against(by.loc[ceiling], by.loc[control_name])
                 n_cells += 1
-                n_wins += int(float(top["accuracy_mean"] - ctl["accuracy_mean"]) > combined)
+                n_wins += int(margin > combined)
         if n_cells:
             lines.append(
                 f"Room to win: the ceiling `{ceiling}` (chooses by ground truth) itself beat herding over random "
