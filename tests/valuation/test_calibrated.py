@@ -16,6 +16,7 @@ from kairos_curate.valuation import METHODS, ValuationInputs, value
 from kairos_curate.valuation.calibrated import (
     LABEL_BANDWIDTH_GRID,
     calibrated_values,
+    crossfit_label_statistics,
     label_bandwidth,
     label_statistics,
     silverman_bandwidth,
@@ -222,7 +223,8 @@ def test_registered_method_and_errors():
     assert cls.family == "kairos" and cls.needs_labels
     inputs = ValuationInputs(x, y, z, yr, seed=0, device="cpu")
     res = value("kairos_calibrated", inputs, {"gates": "label", "bandwidth": 2.0})
-    assert res.params == {"bandwidth": 2.0, "gates": "label"} and res.info["gates"] == "label"
+    assert res.params == {"bandwidth": 2.0, "gates": "label", "label_model": "parzen"}
+    assert res.info["gates"] == "label"
     assert set(res.terms) == {"witness", "label_statistic", "p_feature", "p_label"}
     with pytest.raises(ParamsError, match="gates"):
         value("kairos_calibrated", inputs, {"gates": "both_gates"})
@@ -236,3 +238,39 @@ def test_registered_method_and_errors():
         calibrated_values(x, z[yr < 3], y, yr[yr < 3])
     with pytest.raises(ValueError, match="gates must be"):
         calibrated_values(x, z, y, yr, gates="min")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="label_model must be"):
+        calibrated_values(x, z, y, yr, label_model="knn")  # type: ignore[arg-type]
+    with pytest.raises(ParamsError, match="label_model"):
+        value("kairos_calibrated", inputs, {"label_model": "knn"})
+
+
+def test_crossfit_label_statistics_match_a_fold_loop(small):
+    """Out-of-fold log p(shown | x) over pool + reference, folds and model as documented."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y, z, yr = small
+    lab, rlab = crossfit_label_statistics(x, y, z, yr, 3, n_folds=3, pca_dim=None, seed=4)
+    feats, labels = np.concatenate([x, z]), np.concatenate([y, yr])
+    want = np.zeros(labels.size)
+    for train, held in StratifiedKFold(3, shuffle=True, random_state=4).split(feats, labels):
+        model = LogisticRegression(max_iter=300).fit(feats[train], labels[train])
+        proba = model.predict_proba(feats[held])
+        want[held] = np.log([proba[j, list(model.classes_).index(labels[i])] for j, i in enumerate(held)])
+    assert_allclose(lab, want[: x.shape[0]], rtol=1e-8, atol=1e-10)
+    assert_allclose(rlab, want[x.shape[0] :], rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="fewer than its 20 folds"):
+        crossfit_label_statistics(x, y, z, yr, 3, n_folds=20)
+
+
+def test_crossfit_label_model_is_the_label_gate_and_catches_planted_flips():
+    x, y, z, yr, bad = _scenario(1, 0, 40)
+    res = calibrated_values(x, z, y, yr, label_model="crossfit", gates="label")
+    lab, rlab = crossfit_label_statistics(x, y, z, yr, 4, seed=0)
+    assert_allclose(res.terms["label_statistic"], lab)
+    pl = [smoothed_p_loop(lab[i], rlab[yr == y[i]].tolist()) for i in range(y.size)]
+    assert_allclose(res.values, pl, rtol=1e-10)
+    assert res.info["label_model"] == "crossfit" and res.params["label_model"] == "crossfit"
+    zero = np.flatnonzero(y == 0)
+    dropped = zero[np.argsort(res.values[zero])][: int(bad.sum())]
+    assert bad[dropped].mean() >= 0.9

@@ -13,14 +13,21 @@ RBF kernel ``k(x, x') = exp(-||x - x'||^2 / (2 sigma^2))``, ``sigma`` the median
   ``b_i = mean_{z in R_c} k(x_i, z)`` and ``a_i = mean_{x in P_c, x != x_i} k(x_i, x)``: the
   MMD witness function between ``R_c`` and ``P_c`` at ``x_i`` (KAIROS class-conditional value,
   self term left out);
-* **label statistic**: ``l_i = log B_c(x_i) - log sum_c' B_c'(x_i)``, ``B_c'(x) = mean_{z in
-  R_c'} k_l(x, z)``: the reference's kernel (Parzen) posterior of the shown label, with its own
-  bandwidth ``sigma_l`` = the multiple of ``sigma`` in :data:`LABEL_BANDWIDTH_GRID` that
-  maximises the reference's leave-one-out label log-likelihood (:func:`label_bandwidth`).
+* **label statistic** (``label_model``):
+
+  * ``parzen``: ``l_i = log B_c(x_i) - log sum_c' B_c'(x_i)``, ``B_c'(x) = mean_{z in R_c'}
+    k_l(x, z)``: the reference's kernel (Parzen) posterior of the shown label, with its own
+    bandwidth ``sigma_l`` = the multiple of ``sigma`` in :data:`LABEL_BANDWIDTH_GRID` that
+    maximises the reference's leave-one-out label log-likelihood (:func:`label_bandwidth`);
+  * ``crossfit``: ``l_i = log p(c | x_i)`` of a multinomial logistic regression fitted on the
+    pool (shown labels) *and* the reference together, cross-fitted: every pool and reference
+    point gets its probability from the fold model that did not see it
+    (:func:`crossfit_label_statistics`). Thousands of pool images instead of a few dozen
+    reference images per class; the reference's out-of-fold values are its calibration draws.
 
 Calibration. A reference point ``z`` of class ``c`` gets the same two statistics as if it were
 a pool point of class ``c``, leaving itself out of the reference (``b`` and ``B_c`` over
-``R_c`` minus ``z``; ``a`` over all of ``P_c``). Those are draws of what a clean point's
+``R_c`` minus ``z``; ``a`` over all of ``P_c``; ``crossfit``: out of fold). Those are draws of what a clean point's
 statistics look like. A pool statistic ``t`` of class ``c`` becomes the *smoothed* conformal
 p-value against its class's reference values ``r_1..r_M``
 ``p(t) = (1/2 + sum_j Phi((t - r_j) / h)) / (M + 1)`` (Silverman's ``h`` of the ``r_j``):
@@ -58,6 +65,7 @@ __all__ = [
     "CalibratedParams",
     "KairosCalibrated",
     "calibrated_values",
+    "crossfit_label_statistics",
     "estimated_keep",
     "label_bandwidth",
     "label_statistics",
@@ -212,6 +220,51 @@ def label_statistics(
     return lab, ref_lab
 
 
+def crossfit_label_statistics(
+    x: np.ndarray,
+    codes: np.ndarray,
+    z: np.ndarray,
+    ref_codes: np.ndarray,
+    n_classes: int,
+    *,
+    n_folds: int = 5,
+    pca_dim: int | None = 64,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted ``log p(c | x)`` of the shown class under a logistic regression on pool + reference.
+
+    The pool (with its shown, possibly wrong labels) and the reference are pooled, optionally
+    projected on the ``pca_dim`` principal components of that union (unsupervised), and split
+    into ``n_folds`` folds stratified by label (seeded ``seed``); each point's probability
+    comes from the model fitted on the other folds
+    (:func:`~kairos_curate.valuation.confident_learning.cross_val_proba`), so a reference
+    point's value is an honest draw of a clean point's.
+
+    Returns ``(N,)`` for the pool and ``(M,)`` for the reference.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from kairos_curate.valuation.confident_learning import cross_val_proba
+
+    feats = np.concatenate([x, z])
+    labels = np.concatenate([codes, ref_codes])
+    counts = np.bincount(labels, minlength=n_classes)
+    if counts.min() < n_folds:
+        raise ValueError(
+            f"label_model='crossfit': a class has {int(counts.min())} pool + reference images, fewer "
+            f"than its {n_folds} folds; use label_model='parzen'"
+        )
+    # Small dense fits: one BLAS thread is faster than oversubscribed cores (and order-stable).
+    with threadpool_limits(1, user_api="blas"):
+        if pca_dim is not None and 0 < int(pca_dim) < min(feats.shape):
+            from sklearn.decomposition import PCA
+
+            feats = PCA(n_components=int(pca_dim), svd_solver="randomized", random_state=seed).fit_transform(feats)
+        proba = cross_val_proba(feats, labels, n_classes, n_folds=n_folds, seed=seed)
+    own = np.log(proba[np.arange(labels.size), labels] + _TINY)
+    return own[: x.shape[0]], own[x.shape[0] :]
+
+
 # ----------------------------------------------------------------------------- calibration
 
 
@@ -294,6 +347,7 @@ def calibrated_values(
     *,
     bandwidth: float | str = "median",
     gates: Literal["both", "feature", "label"] = "both",
+    label_model: Literal["parzen", "crossfit"] = "parzen",
     seed: int = 0,
 ) -> ValuationResult:
     """Calibrated KAIROS evidence of every pool point (see the module docs).
@@ -310,25 +364,31 @@ def calibrated_values(
         is a multiple of it chosen on the reference (:func:`label_bandwidth`).
     gates
         ``"both"`` (calibrated minimum of the two p-values), ``"feature"`` or ``"label"``.
+    label_model
+        The label statistic: ``"parzen"`` (kernel posterior of the reference) or ``"crossfit"``
+        (logistic regression on pool + reference, out of fold; every class needs at least 5
+        pool + reference images).
     seed
-        Seed of the median heuristic's pair sample.
+        Seed of the median heuristic's pair sample (and of ``crossfit``'s folds and PCA).
 
     Returns
     -------
     ValuationResult
         ``values``: the (combined) p-value, higher = cleaner; terms ``witness``,
         ``label_statistic``, ``p_feature``, ``p_label``; info ``bandwidth``,
-        ``label_bandwidth``, ``gates``, ``clean_share`` (class -> Storey's pi) and
+        ``label_bandwidth`` (``parzen``), ``label_model``, ``gates``, ``clean_share`` (class -> Storey's pi) and
         ``keep_counts`` (class -> rows the estimated gate keeps).
 
     Raises
     ------
     ValueError
         Missing labels, pool classes absent from the reference, a class with fewer than two
-        reference points, bad embeddings or bandwidth, unknown ``gates``.
+        reference points, bad embeddings or bandwidth, unknown ``gates`` or ``label_model``.
     """
     if gates not in ("both", "feature", "label"):
         raise ValueError(f"gates must be 'both', 'feature' or 'label', got {gates!r}")
+    if label_model not in ("parzen", "crossfit"):
+        raise ValueError(f"label_model must be 'parzen' or 'crossfit', got {label_model!r}")
     if pool_labels is None or reference_labels is None:
         raise ValueError(
             "kairos_calibrated needs pool_labels and reference_labels (it calibrates each class "
@@ -348,8 +408,12 @@ def calibrated_values(
         )
     sigma = resolve_bandwidth(bandwidth, x, z, seed)
     v, ref_v = witness_statistics(x, codes, z, ref_codes, sigma)
-    sigma_label = label_bandwidth(z, ref_codes, sigma)
-    lab, ref_lab = label_statistics(x, codes, z, ref_codes, sigma_label)
+    sigma_label = float("nan")
+    if label_model == "parzen":
+        sigma_label = label_bandwidth(z, ref_codes, sigma)
+        lab, ref_lab = label_statistics(x, codes, z, ref_codes, sigma_label)
+    else:
+        lab, ref_lab = crossfit_label_statistics(x, codes, z, ref_codes, classes.size, seed=seed)
     p_feature = smoothed_p_by_class(v, codes, ref_v, ref_codes)
     p_label = smoothed_p_by_class(lab, codes, ref_lab, ref_codes)
     if gates == "feature":
@@ -367,12 +431,13 @@ def calibrated_values(
         method="kairos_calibrated",
         values=p,
         labels=np.asarray(pool_labels),
-        params={"bandwidth": bandwidth, "gates": gates},
+        params={"bandwidth": bandwidth, "gates": gates, "label_model": label_model},
         terms={"witness": v, "label_statistic": lab, "p_feature": p_feature, "p_label": p_label},
         info={
             "bandwidth": float(sigma),
             "label_bandwidth": float(sigma_label),
             "label_mode": "calibrated",
+            "label_model": label_model,
             "gates": gates,
             "clean_share": {c: float(s) for c, s in zip(labels, share, strict=True)},
             "keep_counts": {c: int(n) for c, n in zip(labels, keep, strict=True)},
@@ -386,6 +451,8 @@ class CalibratedParams(KairosParams):
 
     #: ``both`` (calibrated minimum of the feature and label p-values), ``feature`` or ``label``.
     gates: Literal["both", "feature", "label"] = "both"
+    #: The label statistic: ``parzen`` (reference kernel posterior) or ``crossfit`` (pool + reference logistic regression).
+    label_model: Literal["parzen", "crossfit"] = "parzen"
 
 
 @register_method
@@ -406,5 +473,6 @@ class KairosCalibrated(ValuationMethod):
             inputs.reference_labels,
             bandwidth=self.params.bandwidth,
             gates=self.params.gates,
+            label_model=self.params.label_model,
             seed=inputs.seed,
         )
