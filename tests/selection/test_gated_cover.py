@@ -74,6 +74,7 @@ def test_registered_with_its_parameters():
         "flag_term": "issues",
         "cover": "pool",
         "dedup": True,
+        "shortlist": 0.0,
     }
 
 
@@ -124,6 +125,29 @@ def test_cover_pool_herds_towards_the_retained_pool_of_each_class(pool):
         assert sel.indices[y[sel.indices] == c].tolist() == want.tolist()
     assert sel.info["gate_kept"] == {0: 30, 1: 30, 2: 30} and sel.info["duplicates_collapsed"] == 0
     assert sel.eligible.sum() == 90 and sel.eligible[sel.indices].all()
+
+
+@pytest.mark.parametrize("dense_max", [gc.DENSE_MAX, 10])
+def test_shortlist_picks_among_the_top_values_but_herds_towards_the_whole_retained_class(pool, monkeypatch, dense_max):
+    monkeypatch.setattr(gc, "DENSE_MAX", dense_max)  # 10: the blocked kernels of a large class
+    x, y, ref, y_ref, ids = pool
+    values = np.random.default_rng(5).random(120)
+    sel = _select(
+        values, 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="fraction", drop_fraction=0.25, shortlist=2
+    )
+    assert sel.info["shortlisted"] == {0: 20, 1: 20, 2: 20} and sel.info["candidates"] == {0: 30, 1: 30, 2: 30}
+    for c in range(3):
+        rows = np.flatnonzero(y == c)
+        by_value = rows[np.argsort(-values[rows], kind="stable")]
+        kept, short = np.sort(by_value[:30]), np.sort(by_value[:20])  # ceil(0.75 * 40), ceil(2 * 10)
+        want = short[greedy_mmd(x[short], x[kept], 10, 1.5)]
+        assert sel.indices[y[sel.indices] == c].tolist() == want.tolist()
+    # a shortlist longer than the candidates changes nothing
+    long = _select(
+        values, 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="fraction", drop_fraction=0.25, shortlist=5
+    )
+    plain = _select(values, 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="fraction", drop_fraction=0.25)
+    assert long.indices.tolist() == plain.indices.tolist()
 
 
 def test_cover_reference_is_herding_towards_the_class_reference(pool):
@@ -242,6 +266,8 @@ def test_errors_name_the_parameter_and_the_fix(pool):
         _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="flags")
     with pytest.raises(ValueError, match="drop_fraction must lie in"):
         _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="fraction", drop_fraction=1.0)
+    with pytest.raises(ValueError, match=r"shortlist must be 0 \(off\) or at least 1"):
+        _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", keep="all", shortlist=0.5)
     with pytest.raises(ParamsError, match="cover"):
         _select(np.zeros(120), 30, x, y, ref, y_ref, ids, policy="gated_cover", cover="kept")
     with pytest.raises(ValueError, match="needs embeddings="):

@@ -21,7 +21,11 @@ have to decide something herding does not do. Here they decide which pool is cov
    copies are dropped, whether or not the row they copy passed the gate. Not applied with
    ``cover="reference"`` (herding towards the reference does not reproduce the pool's density).
 3. **quotas**: proportional to the reference's class counts, capped by each class's candidates.
-4. **cover** (``cover``): fill each class's quota from its candidates by greedy kernel herding
+4. **shortlist** (``shortlist``, off at 0): with ``r > 0``, only the ``ceil(r q_c)`` highest-valued
+   candidates of a class with quota ``q_c`` may be picked, while the herding target stays the
+   whole retained class: at a small budget the subset comes from the most plausibly clean rows
+   but still spreads over what the gate kept.
+5. **cover** (``cover``): fill each class's quota from its candidates by greedy kernel herding
    towards the *retained pool* of the class (``pool``: target ``mu = mean_{i in kept} phi(x_i)``,
    the plausibly clean pool rather than the few reference prototypes), towards the class's
    reference (``reference``: the ``herding`` policy's target), or uniformly at random
@@ -89,6 +93,8 @@ class GatedCoverParams(PolicyParams):
     cover: Literal["pool", "reference", "random"] = "pool"
     #: Collapse near duplicates before covering (never with ``cover="reference"``).
     dedup: bool = True
+    #: Pick only among the ``ceil(shortlist * quota)`` highest-valued candidates of a class (0: all).
+    shortlist: float = 0.0
 
 
 def duplicate_radius(reference: np.ndarray) -> float:
@@ -162,6 +168,11 @@ class GatedCover(SelectionPolicy):
         super().__init__(params)
         if not 0.0 <= self.params.drop_fraction < 1.0:
             raise ValueError(f"policy gated_cover: drop_fraction must lie in [0, 1), got {self.params.drop_fraction}")
+        if not (self.params.shortlist == 0.0 or self.params.shortlist >= 1.0):
+            raise ValueError(
+                f"policy gated_cover: shortlist must be 0 (off) or at least 1 (candidates per pick), "
+                f"got {self.params.shortlist}"
+            )
 
     def _gate(self, ctx: SelectionContext, by_class: dict[Any, np.ndarray]) -> dict[Any, np.ndarray]:
         """Class -> rows let in by ``keep`` (highest values first)."""
@@ -245,7 +256,8 @@ class GatedCover(SelectionPolicy):
             collapsed.append(np.setdiff1d(rows, kept))
             candidates[c] = kept[np.argsort(ctx.ids[kept], kind="stable")]
         quotas, more = class_quotas(ctx, k, candidates)
-        chosen = self._cover(ctx, x, z, y_ref, sigma, candidates, members, kernels, quotas)
+        picks = self._shortlist(gated, candidates, quotas)
+        chosen = self._cover(ctx, x, z, y_ref, sigma, picks, candidates, members, kernels, quotas)
         eligible = np.zeros(ctx.n, dtype=bool)  # the gate (copies collapsed later are still in it)
         for rows in gated.values():
             eligible[rows] = True
@@ -255,11 +267,27 @@ class GatedCover(SelectionPolicy):
             "cover": self.params.cover,
             "gate_kept": {py_scalar(c): int(v.size) for c, v in gated.items()},
             "candidates": {py_scalar(c): int(v.size) for c, v in candidates.items()},
+            "shortlisted": {py_scalar(c): int(v.size) for c, v in picks.items()},
             "duplicates_collapsed": int(copies_out.size),
             "collapsed_rows": [int(i) for i in copies_out],
             "duplicate_radius": float(radius),
         }
         return PolicyChoice(indices=chosen, quotas=quotas, notes=notes + more, info=info, eligible=eligible)
+
+    def _shortlist(
+        self, gated: dict[Any, np.ndarray], candidates: dict[Any, np.ndarray], quotas: dict[Any, int]
+    ) -> dict[Any, np.ndarray]:
+        """Class -> the rows herding may pick (id order): all candidates, or the ``shortlist``
+        highest-valued ones per quota slot."""
+        r = self.params.shortlist
+        if r == 0.0:
+            return candidates
+        out = {}
+        for c, cand in candidates.items():
+            by_value = gated[c][np.isin(gated[c], cand)]  # the gate's order: highest values first
+            top = by_value[: math.ceil(r * quotas.get(c, 0))]
+            out[c] = cand[np.isin(cand, top)]  # keeps the candidates' id order
+        return out
 
     def _cover(
         self,
@@ -268,24 +296,26 @@ class GatedCover(SelectionPolicy):
         z: np.ndarray,
         y_ref: np.ndarray,
         sigma: float,
+        picks: dict[Any, np.ndarray],
         candidates: dict[Any, np.ndarray],
         members: dict[Any, np.ndarray],
         kernels: dict[Any, np.ndarray],
         quotas: dict[Any, int],
     ) -> np.ndarray:
-        """Fill each class's quota from its candidates (in id order) by the ``cover`` rule."""
+        """Fill each class's quota from its ``picks`` (in id order) by the ``cover`` rule; the pool
+        target is the class's whole retained ``candidates``."""
         cover = self.params.cover
         rng = np.random.default_rng([int(ctx.seed), 11])
         shift = z.mean(axis=0)
         out = []
-        for c, cand in candidates.items():
+        for c, cand in picks.items():
             q = quotas.get(c, 0)
             if q <= 0 or cand.size == 0:
                 continue
             if cover == "random":
                 out.append(rng.choice(np.sort(cand), size=min(q, cand.size), replace=False))
                 continue
-            target_rows = x[cand] if cover == "pool" else z[y_ref == c]
+            target_rows = x[candidates[c]] if cover == "pool" else z[y_ref == c]
             if target_rows.shape[0] == 0:
                 raise ValueError(f"class {py_scalar(c)!r} has no reference points; cover='reference' needs them")
             if members[c].size > DENSE_MAX:
@@ -297,8 +327,11 @@ class GatedCover(SelectionPolicy):
                 kcc = kernels[c][np.ix_(pos, pos)]
             else:
                 kcc = np.exp(-(1.0 / (2 * sigma * sigma)) * sq_dists(x[cand], x[cand]))
-            if cover == "pool":
+            if cover == "pool" and cand.size == candidates[c].size:
                 target = kcc @ np.ones(cand.size) / cand.size
+            elif cover == "pool" and c in kernels:  # shortlisted picks, the whole retained class as target
+                tpos = by_row[np.searchsorted(members[c], candidates[c], sorter=by_row)]
+                target = kernels[c][np.ix_(pos, tpos)].mean(1)
             else:
                 target = np.exp(-(1.0 / (2 * sigma * sigma)) * sq_dists(x[cand], target_rows)).mean(1)
             out.append(cand[herd_dense(kcc, target, q)])
