@@ -236,6 +236,9 @@ def test_suite_section_shows_both_seed_splits_the_checks_and_every_skip(tmp_path
     assert "best control (herding_kairos)" in text and "wins" in text
     assert "no_gate" in text and "10.0 h" in text and "10.0 min" in text
     assert "suite_budget_curve.png" in html
+    # the decision log: every choice of the study, in order, with the seeds already seen
+    assert "How the primary was chosen" in text and "results seen" in text
+    assert "development + held-out" in text and "label_model crossfit" in text
 
 
 def test_key_results_carry_the_suite_verdicts_on_held_out_seeds(tmp_path):

@@ -34,6 +34,7 @@ from kairos_curate.reporting.tables import (
     suite_table,
     sweep_table,
 )
+from kairos_curate.study.decisions import load_decisions
 from kairos_curate.study.suite_verdicts import suite_key_lines
 from kairos_curate.study.verdicts import (
     compute_saved,
@@ -423,6 +424,12 @@ def _suite(suite: dict[str, Any] | None, tables: Path, figures: Path) -> Section
             f"Ablations: each minus `{suite['primary']}` (negative = the removed part helped):",
             suite_checks_table(ablations.assign(against="primary")),
         ]
+    blocks += [
+        "How the primary was chosen - every method choice of the selection study in the order it was made, the "
+        "seeds it was decided on and the seeds whose results were already known (`decided on: none` = a choice "
+        "about cost, not the method):",
+        load_decisions().rename(columns={"decided_on": "decided on", "seen": "results seen"}),
+    ]
     return Section(title, blocks)
 
 

@@ -28,6 +28,7 @@ SRC = Path("src") / PACKAGE
 DATA_FILES = {
     "reporting/report.py": ("reporting/templates",),
     "data/adapters.py": ("resources",),
+    "study/decisions.py": ("study/selection_decisions.yaml",),
 }
 
 
