@@ -33,6 +33,7 @@ CONTRACT = {
     "no_gate",
     "no_dedup",
     "fixed_drop",
+    "storey_gate",
 }
 
 
@@ -54,10 +55,10 @@ def test_profiles_pick_what_runs_and_the_seeds():
     seeds = SeedsParams()
     small = validate_params(SuiteParams, PARAMS["suite"], "suite").active(seeds)
     assert small["scenarios"] == ["default", "clean"] and small["budgets"] == [0.1, 0.2, 0.4]
-    assert small["seeds"] == {"development": [0, 1], "held_out": [1000, 1001]}
+    assert small["seeds"] == {"development": [0, 1], "held_out": [2000, 2001]}
     full = validate_params(SuiteParams, suite(profile="full"), "suite").active(seeds)
     assert len(full["scenarios"]) == 10 and set(full["selections"]) == CONTRACT and full["trials"] == 3
-    assert full["seeds"] == {"development": [0, 1, 2], "held_out": [1000, 1001, 1002]}
+    assert full["seeds"] == {"development": [0, 1, 2, 1000, 1001, 1002, 3, 4, 5], "held_out": [2000, 2001, 2002]}
     off = validate_params(SuiteParams, suite(profile="disabled"), "suite").active(seeds)
     assert off["scenarios"] == [] and off["trials"] == 0
 

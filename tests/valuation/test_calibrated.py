@@ -9,7 +9,7 @@ import statistics
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from kairos_curate.config import ParamsError
 from kairos_curate.valuation import METHODS, ValuationInputs, value
@@ -100,6 +100,57 @@ def test_witness_statistics_match_brute_force(small):
         assert rv[i] == pytest.approx(b - a, abs=1e-12)
 
 
+def test_witness_over_retained_rows_matches_brute_force(small):
+    x, y, z, yr = small
+    sigma = 1.3
+    kept = np.random.default_rng(5).uniform(size=x.shape[0]) > 0.4
+    kept[y == 2] = False  # a class with nothing retained: a = 0
+    v, rv = witness_statistics(x, y, z, yr, sigma, retained=kept)
+    for i in range(x.shape[0]):
+        b = np.mean([k(x[i], z[j], sigma) for j in range(z.shape[0]) if yr[j] == y[i]])
+        others = [k(x[i], x[j], sigma) for j in range(x.shape[0]) if y[j] == y[i] and j != i and kept[j]]
+        assert v[i] == pytest.approx(b - (np.mean(others) if others else 0.0), abs=1e-12)
+    for i in range(z.shape[0]):
+        b = np.mean([k(z[i], z[j], sigma) for j in range(z.shape[0]) if yr[j] == yr[i] and j != i])
+        pool = [k(z[i], x[j], sigma) for j in range(x.shape[0]) if y[j] == yr[i] and kept[j]]
+        assert rv[i] == pytest.approx(b - (np.mean(pool) if pool else 0.0), abs=1e-12)
+    # every row retained is the plain witness
+    plain = witness_statistics(x, y, z, yr, sigma)
+    for got, want in zip(witness_statistics(x, y, z, yr, sigma, retained=np.ones(36, bool)), plain, strict=True):
+        assert_allclose(got, want, rtol=1e-13)
+
+
+def test_revalue_recomputes_the_witness_over_the_kept_rows(small):
+    x, y, z, yr = small
+    first = calibrated_values(x, z, y, yr, bandwidth=1.3)
+    again = calibrated_values(x, z, y, yr, bandwidth=1.3, revalue=1)
+    kept = np.zeros(36, bool)
+    for c in range(3):
+        rows = [i for i in range(36) if y[i] == c]
+        rows.sort(key=lambda i: (-first.values[i], i))
+        kept[rows[: first.keep_counts[c]]] = True
+    v, rv = witness_statistics(x, y, z, yr, 1.3, retained=kept)
+    pf = [smoothed_p_loop(v[i], rv[yr == y[i]].tolist()) for i in range(36)]
+    assert_allclose(again.p_feature, pf, rtol=1e-10)
+    assert_allclose(again.p_label, first.p_label, rtol=1e-13)  # the label statistic stays
+    assert_allclose(again.terms["witness"], v, rtol=1e-13)
+    _, rlab = label_statistics(x, y, z, yr, label_bandwidth(z, yr, 1.3))
+    ref_min = np.minimum(smoothed_loo_p(rv, yr), smoothed_loo_p(rlab, yr))
+    pl = again.p_label
+    want = [smoothed_p_loop(min(pf[i], pl[i]), ref_min[yr == y[i]].tolist()) for i in range(36)]
+    assert_allclose(again.values, want, rtol=1e-10)
+    assert again.keep_counts == {c: int((again.values[y == c] > 0.1).sum()) for c in range(3)}
+    assert again.params["revalue"] == 1 and first.params["revalue"] == 0
+    with pytest.raises(ValueError, match="revalue must be a whole number"):
+        calibrated_values(x, z, y, yr, revalue=-1)
+    with pytest.raises(ValueError, match=r"level must lie in \(0, 1\)"):
+        calibrated_values(x, z, y, yr, level=1.0)
+    with pytest.raises(ValueError, match="combine must be"):
+        calibrated_values(x, z, y, yr, combine="fisher")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keep_rule must be"):
+        calibrated_values(x, z, y, yr, keep_rule="bh")  # type: ignore[arg-type]
+
+
 def test_label_statistics_match_brute_force(small):
     x, y, z, yr = small
     s = 0.7
@@ -157,11 +208,18 @@ def test_calibrated_values_combine_the_gates_as_documented(small):
     assert res.bandwidth == 1.3 and res.label_bandwidth == pytest.approx(sl)
     share = storey_clean_share(res.values, y, 3)
     assert res.clean_share == pytest.approx({str(c): share[c] for c in range(3)})
-    assert res.keep_counts == {str(c): round(share[c] * 12) for c in range(3)}
-    one = calibrated_values(x, z, y, yr, bandwidth=1.3, gates="feature")
+    # the default gate: every row whose p-value exceeds level = 0.1
+    assert res.keep_counts == {str(c): sum(1 for i in range(36) if y[i] == c and want[i] > 0.1) for c in range(3)}
+    storey = calibrated_values(x, z, y, yr, bandwidth=1.3, keep_rule="storey")
+    assert_allclose(storey.values, want, rtol=1e-10)  # the rule sizes the gate, nothing else
+    assert storey.keep_counts == {c: round(share[c] * 12) for c in range(3)}
+    one = calibrated_values(x, z, y, yr, bandwidth=1.3, gates="feature", level=0.3)
     assert_allclose(one.values, pf, rtol=1e-10)
-    assert one.keep_counts == {c: round(storey_clean_share(one.values, y, 3)[c] * 12) for c in range(3)}
+    assert one.keep_counts == {c: sum(1 for i in range(36) if y[i] == c and pf[i] > 0.3) for c in range(3)}
     assert_allclose(calibrated_values(x, z, y, yr, bandwidth=1.3, gates="label").values, pl, rtol=1e-10)
+    both = calibrated_values(x, z, y, yr, bandwidth=1.3, combine="min")
+    assert_allclose(both.values, np.minimum(pf, pl), rtol=1e-10)  # each gate must pass on its own
+    assert both.keep_counts == {c: sum(1 for i in range(36) if y[i] == c and min(pf[i], pl[i]) > 0.1) for c in range(3)}
 
 
 def _scenario(seed: int, n_off: int = 0, n_flip: int = 0, n_per: int = 120):
@@ -196,13 +254,45 @@ def test_a_clean_pool_keeps_almost_everything():
 @pytest.mark.parametrize(("n_off", "n_flip"), [(40, 0), (0, 40), (25, 25)])
 def test_planted_off_task_and_flipped_blocks_are_dropped(n_off, n_flip):
     x, y, z, yr, bad = _scenario(1, n_off, n_flip)
-    res = calibrated_values(x, z, y, yr)
     zero = np.flatnonzero(y == 0)
+    res = calibrated_values(x, z, y, yr, keep_rule="storey")
     n_keep = res.keep_counts[0]
     assert abs((zero.size - n_keep) - bad.sum()) <= 25  # the estimated bad count is about right
     dropped = zero[np.argsort(res.values[zero])][: zero.size - n_keep]
     assert bad[dropped].sum() >= 0.9 * bad.sum()
     assert min(res.clean_share[c] for c in (1, 2, 3)) >= 0.8
+    # the level gate drops what falls below p = 0.1: most planted rows, few clean ones elsewhere
+    level = calibrated_values(x, z, y, yr)
+    dropped = zero[level.values[zero] <= 0.1]
+    assert level.keep_counts[0] == zero.size - dropped.size
+    assert bad[dropped].sum() >= 0.8 * bad.sum()
+    assert min(level.keep_counts[c] for c in (1, 2, 3)) >= 0.85 * 120
+
+
+def test_gated_cover_on_the_level_gate_keeps_exactly_the_rows_above_the_level():
+    # the primary selection's gate as measured in the study: rows with p > 0.1 compete, no others
+    import warnings
+
+    from kairos_curate.selection import select
+
+    x, y, z, yr, _ = _scenario(1, 25, 25)
+    res = calibrated_values(x, z, y, yr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = select(
+            res,
+            120,
+            policy="gated_cover",
+            labels=y,
+            reference_labels=yr,
+            embeddings=x,
+            reference=z,
+            device="cpu",
+            dedup=False,
+        )
+    assert sel.eligible is not None
+    assert_array_equal(sel.eligible, res.values > 0.1)
+    assert (res.values[sel.indices] > 0.1).all() and len(sel) == 120
 
 
 def test_row_chunks_give_the_same_values(small, monkeypatch):
@@ -223,7 +313,15 @@ def test_registered_method_and_errors():
     assert cls.family == "kairos" and cls.needs_labels
     inputs = ValuationInputs(x, y, z, yr, seed=0, device="cpu")
     res = value("kairos_calibrated", inputs, {"gates": "label", "bandwidth": 2.0})
-    assert res.params == {"bandwidth": 2.0, "gates": "label", "label_model": "parzen"}
+    assert res.params == {
+        "bandwidth": 2.0,
+        "gates": "label",
+        "label_model": "parzen",
+        "revalue": 0,
+        "keep_rule": "level",
+        "level": 0.1,
+        "combine": "calibrated_min",
+    }
     assert res.info["gates"] == "label"
     assert set(res.terms) == {"witness", "label_statistic", "p_feature", "p_label"}
     with pytest.raises(ParamsError, match="gates"):

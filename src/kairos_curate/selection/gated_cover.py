@@ -6,8 +6,9 @@ have to decide something herding does not do. Here they decide which pool is cov
 
 1. **gate** (``keep``): per class, keep the rows a gate lets in -
 
-   * ``estimated``: the ``keep_counts`` of the valuation result (``kairos_calibrated``: as many
-     as Storey's estimate of the class's clean share says are clean), highest values first;
+   * ``estimated``: the ``keep_counts`` of the valuation result (``kairos_calibrated``: the rows
+     whose p-value exceeds its ``level``, or with ``keep_rule="storey"`` as many as Storey's
+     estimate of the class's clean share says are clean), highest values first;
    * ``matched``: the caller's ``keep_counts`` (``select(..., keep_counts=...)``), highest values
      of whatever method was given first - the "same gate size" control for other methods;
    * ``fraction``: all but the lowest ``drop_fraction`` of each class (rounded down);

@@ -59,8 +59,9 @@ class Section(BaseModel):
 class SeedsParams(Section):
     """Seeds of the selection study: policies are tuned on ``development`` only."""
 
-    development: list[int] = [0, 1, 2]
-    held_out: list[int] = [1000, 1001, 1002]
+    #: 1000-1002 were held out until their results had been seen; 2000-2002 replaced them.
+    development: list[int] = [0, 1, 2, 1000, 1001, 1002, 3, 4, 5]
+    held_out: list[int] = [2000, 2001, 2002]
 
     @model_validator(mode="after")
     def _disjoint(self) -> SeedsParams:
@@ -379,6 +380,7 @@ class SuiteParams(Section):
         "no_gate": _gated("kairos_calibrated", keep="all", role="ablation"),
         "no_dedup": _gated("kairos_calibrated", dedup=False, role="ablation"),
         "fixed_drop": _gated("kairos_calibrated", keep="fraction", role="ablation"),
+        "storey_gate": _gated("kairos_calibrated", method_params={"keep_rule": "storey"}, role="ablation"),
     }
     #: The selection under test; ``baseline`` and ``ceiling`` anchor the gap closed (random -> oracle).
     primary: str = "calibrated"

@@ -35,12 +35,22 @@ near the conformal ``(1 + #{r_j <= t}) / (M + 1)`` but continuous, so the many p
 the whole reference do not tie. The two p-values combine by a *calibrated minimum*: the
 minimum of a point's two p-values, itself turned into a smoothed p-value against the
 reference's leave-one-out minima (each reference point's two p-values against the other
-reference points of its class). ``gates`` keeps one gate only (its p-value as is).
+reference points of its class); ``combine="min"`` keeps the plain minimum instead (a row then
+passes the level gate only if each p-value does). ``gates`` keeps one gate only (its p-value as is).
 
 Contamination. Per class, Storey's estimate of the clean share
-``pi_c = min(1, #{p > 1/2} / (n_c / 2))`` and the estimated gate keeps the
-``round(pi_c n_c)`` highest p-values of the class (``info["keep_counts"]``; the policy
-``gated_cover`` applies it).
+``pi_c = min(1, #{p > 1/2} / (n_c / 2))`` (``info["clean_share"]``) and the gate's size
+(``info["keep_counts"]``; the policy ``gated_cover`` keeps that many highest p-values of the
+class): with ``keep_rule="level"`` (the default) the number of rows whose p-value exceeds
+``level`` - a conformal test at that level, which drops about ``level`` of the clean rows
+whatever the class's contamination; with ``keep_rule="storey"`` ``round(pi_c n_c)``, which
+follows the estimated contamination but drops clean rows wherever the pool's clean images
+differ a little from the reference's (their p-values are then not quite uniform).
+
+Re-valuation after removal (``revalue`` rounds, off by default). The redundancy term ``a``
+averages over a contaminated class: off-task clusters inflate it where they sit. Each round
+recomputes ``a`` (pool and reference calibration alike) over the rows the estimated gate keeps,
+then the p-values and the gate.
 
 Everything is float64; kernel blocks are evaluated per class, in row chunks of bounded size.
 """
@@ -69,6 +79,7 @@ __all__ = [
     "estimated_keep",
     "label_bandwidth",
     "label_statistics",
+    "level_keep",
     "rbf",
     "silverman_bandwidth",
     "smoothed_loo_p",
@@ -107,7 +118,12 @@ def _step(n_cols: int) -> int:
 
 
 def witness_statistics(
-    x: np.ndarray, codes: np.ndarray, z: np.ndarray, ref_codes: np.ndarray, sigma: float
+    x: np.ndarray,
+    codes: np.ndarray,
+    z: np.ndarray,
+    ref_codes: np.ndarray,
+    sigma: float,
+    retained: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class-conditional witness ``v = b - a`` of the pool and, leave-one-out, of the reference.
 
@@ -119,14 +135,18 @@ def witness_statistics(
         ``(M, d)`` reference embeddings and codes (every class with at least two points).
     sigma
         RBF bandwidth.
+    retained
+        Optional ``(N,)`` boolean mask: ``a`` (of pool and reference points alike) is the mean
+        kernel to the class's *retained* pool points only (re-valuation after a gate).
 
     Returns
     -------
     v, ref_v
         ``(N,)`` ``b_i - a_i`` (``a`` without the self term) and ``(M,)`` the same for every
         reference point against the other reference points of its class and all of the class's
-        pool points.
+        (retained) pool points.
     """
+    kept = np.ones(x.shape[0], dtype=bool) if retained is None else np.asarray(retained, dtype=bool)
     n, m = x.shape[0], z.shape[0]
     b = np.zeros(n)
     ra_sum = np.zeros(m)
@@ -139,7 +159,7 @@ def witness_statistics(
             own = cx == c
             to_class = kxz[:, mr]
             b[start + np.flatnonzero(own)] = to_class.mean(1)[own]
-            ra_sum[mr] += to_class[own].sum(0)
+            ra_sum[mr] += to_class[own & kept[rows]].sum(0)
     ref_b = np.zeros(m)
     ref_a = np.zeros(m)
     kzz = rbf(z, z, sigma)
@@ -147,16 +167,18 @@ def witness_statistics(
         mr = ref_codes == c
         # leave-one-out: the point's own kernel value (1) is taken out of its class's mean
         ref_b[mr] = (kzz[:, mr][mr].sum(1) - 1.0) / (mr.sum() - 1)
-        ref_a[mr] = ra_sum[mr] / max(int((codes == c).sum()), 1)
+        ref_a[mr] = ra_sum[mr] / max(int(((codes == c) & kept).sum()), 1)
     a = np.zeros(n)
     for c in np.unique(codes):
         members = np.flatnonzero(codes == c)
-        xc = x[members]
-        step = _step(members.size)
+        xc = x[members[kept[members]]]
+        step = _step(xc.shape[0])
         for start in range(0, members.size, step):
+            block = members[start : start + step]
             # self term (1) left out: a clean point is not redundant with itself
-            sums = rbf(xc[start : start + step], xc, sigma).sum(1) - 1.0
-            a[members[start : start + step]] = sums / max(members.size - 1, 1)
+            own = kept[block].astype(np.float64)
+            sums = rbf(x[block], xc, sigma).sum(1) - own
+            a[block] = sums / np.maximum(xc.shape[0] - own, 1.0)
     return b - a, ref_b - ref_a
 
 
@@ -331,12 +353,50 @@ def storey_clean_share(p: np.ndarray, codes: np.ndarray, n_classes: int, lam: fl
 
 
 def estimated_keep(share: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Per class code, how many the estimated gate keeps: ``round(pi_c n_c)``."""
+    """Per class code, how many Storey's gate keeps: ``round(pi_c n_c)``."""
     counts = np.bincount(codes, minlength=share.size)
     return np.asarray([round(float(share[c] * counts[c])) for c in range(share.size)], dtype=np.int64)
 
 
+def level_keep(p: np.ndarray, codes: np.ndarray, n_classes: int, level: float) -> np.ndarray:
+    """Per class code, how many p-values exceed ``level`` (the conformal gate's size)."""
+    return np.bincount(codes[p > level], minlength=n_classes).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- the method
+
+
+def _combined_p(
+    v: np.ndarray,
+    ref_v: np.ndarray,
+    p_label: np.ndarray,
+    ref_lab: np.ndarray,
+    codes: np.ndarray,
+    ref_codes: np.ndarray,
+    gates: str,
+    combine: str = "calibrated_min",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The feature p-value and the value of ``gates`` (the label p-value is fixed)."""
+    p_feature = smoothed_p_by_class(v, codes, ref_v, ref_codes)
+    if gates == "feature":
+        return p_feature, p_feature
+    if gates == "label":
+        return p_feature, p_label
+    if combine == "min":  # a row must pass each gate on its own
+        return p_feature, np.minimum(p_feature, p_label)
+    # the worse of the two gates, calibrated again: a clean point's minimum is not uniform
+    ref_min = np.minimum(smoothed_loo_p(ref_v, ref_codes), smoothed_loo_p(ref_lab, ref_codes))
+    return p_feature, smoothed_p_by_class(np.minimum(p_feature, p_label), codes, ref_min, ref_codes)
+
+
+def _kept_rows(p: np.ndarray, codes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Boolean mask of the ``keep[c]`` highest p-values of every class (ties: lower row first)."""
+    kept = np.zeros(p.shape[0], dtype=bool)
+    for c in np.unique(codes):
+        members = np.flatnonzero(codes == c)
+        order = members[np.argsort(-p[members], kind="stable")]
+        kept[order[: int(keep[c])]] = True
+    return kept
 
 
 def calibrated_values(
@@ -348,6 +408,10 @@ def calibrated_values(
     bandwidth: float | str = "median",
     gates: Literal["both", "feature", "label"] = "both",
     label_model: Literal["parzen", "crossfit"] = "parzen",
+    revalue: int = 0,
+    keep_rule: Literal["level", "storey"] = "level",
+    level: float = 0.1,
+    combine: Literal["calibrated_min", "min"] = "calibrated_min",
     seed: int = 0,
 ) -> ValuationResult:
     """Calibrated KAIROS evidence of every pool point (see the module docs).
@@ -368,6 +432,18 @@ def calibrated_values(
         The label statistic: ``"parzen"`` (kernel posterior of the reference) or ``"crossfit"``
         (logistic regression on pool + reference, out of fold; every class needs at least 5
         pool + reference images).
+    revalue
+        Rounds of re-valuation after removal: the witness's redundancy term ``a`` (of pool and
+        reference alike) is recomputed over the rows the estimated gate keeps, then the p-values
+        and the gate; 0 = none. The label statistic does not depend on the pool's rows and stays.
+    keep_rule, level
+        The gate's size per class (``info["keep_counts"]``): ``"level"`` = the rows whose p-value
+        exceeds ``level`` (in ``(0, 1)``), ``"storey"`` = ``round(pi_c n_c)``.
+    combine
+        ``gates="both"`` only: ``"calibrated_min"`` (the minimum of the two p-values calibrated
+        again against the reference's leave-one-out minima) or ``"min"`` (the plain minimum: the
+        level gate then needs each p-value above ``level``; no longer uniform on clean rows, so
+        Storey's share reads low).
     seed
         Seed of the median heuristic's pair sample (and of ``crossfit``'s folds and PCA).
 
@@ -376,8 +452,8 @@ def calibrated_values(
     ValuationResult
         ``values``: the (combined) p-value, higher = cleaner; terms ``witness``,
         ``label_statistic``, ``p_feature``, ``p_label``; info ``bandwidth``,
-        ``label_bandwidth`` (``parzen``), ``label_model``, ``gates``, ``clean_share`` (class -> Storey's pi) and
-        ``keep_counts`` (class -> rows the estimated gate keeps).
+        ``label_bandwidth`` (``parzen``), ``label_model``, ``gates``, ``keep_rule``, ``level``,
+        ``clean_share`` (class -> Storey's pi) and ``keep_counts`` (class -> rows the gate keeps).
 
     Raises
     ------
@@ -389,6 +465,14 @@ def calibrated_values(
         raise ValueError(f"gates must be 'both', 'feature' or 'label', got {gates!r}")
     if label_model not in ("parzen", "crossfit"):
         raise ValueError(f"label_model must be 'parzen' or 'crossfit', got {label_model!r}")
+    if combine not in ("calibrated_min", "min"):
+        raise ValueError(f"combine must be 'calibrated_min' or 'min', got {combine!r}")
+    if keep_rule not in ("level", "storey"):
+        raise ValueError(f"keep_rule must be 'level' or 'storey', got {keep_rule!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1) (a p-value threshold, e.g. 0.1), got {level!r}")
+    if int(revalue) != revalue or revalue < 0:
+        raise ValueError(f"revalue must be a whole number of rounds >= 0, got {revalue!r}")
     if pool_labels is None or reference_labels is None:
         raise ValueError(
             "kairos_calibrated needs pool_labels and reference_labels (it calibrates each class "
@@ -414,24 +498,34 @@ def calibrated_values(
         lab, ref_lab = label_statistics(x, codes, z, ref_codes, sigma_label)
     else:
         lab, ref_lab = crossfit_label_statistics(x, codes, z, ref_codes, classes.size, seed=seed)
-    p_feature = smoothed_p_by_class(v, codes, ref_v, ref_codes)
     p_label = smoothed_p_by_class(lab, codes, ref_lab, ref_codes)
-    if gates == "feature":
-        p = p_feature
-    elif gates == "label":
-        p = p_label
-    else:
-        # the worse of the two gates, calibrated again: a clean point's minimum is not uniform
-        ref_min = np.minimum(smoothed_loo_p(ref_v, ref_codes), smoothed_loo_p(ref_lab, ref_codes))
-        p = smoothed_p_by_class(np.minimum(p_feature, p_label), codes, ref_min, ref_codes)
-    share = storey_clean_share(p, codes, classes.size)
-    keep = estimated_keep(share, codes)
+    p_feature, p = _combined_p(v, ref_v, p_label, ref_lab, codes, ref_codes, gates, combine)
+
+    def gate(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        share = storey_clean_share(p, codes, classes.size)
+        if keep_rule == "storey":
+            return share, estimated_keep(share, codes)
+        return share, level_keep(p, codes, classes.size, level)
+
+    share, keep = gate(p)
+    for _ in range(int(revalue)):
+        v, ref_v = witness_statistics(x, codes, z, ref_codes, sigma, retained=_kept_rows(p, codes, keep))
+        p_feature, p = _combined_p(v, ref_v, p_label, ref_lab, codes, ref_codes, gates, combine)
+        share, keep = gate(p)
     labels = [_scalar(c) for c in classes]
     return ValuationResult(
         method="kairos_calibrated",
         values=p,
         labels=np.asarray(pool_labels),
-        params={"bandwidth": bandwidth, "gates": gates, "label_model": label_model},
+        params={
+            "bandwidth": bandwidth,
+            "gates": gates,
+            "label_model": label_model,
+            "revalue": int(revalue),
+            "keep_rule": keep_rule,
+            "level": float(level),
+            "combine": combine,
+        },
         terms={"witness": v, "label_statistic": lab, "p_feature": p_feature, "p_label": p_label},
         info={
             "bandwidth": float(sigma),
@@ -439,6 +533,8 @@ def calibrated_values(
             "label_mode": "calibrated",
             "label_model": label_model,
             "gates": gates,
+            "keep_rule": keep_rule,
+            "level": float(level),
             "clean_share": {c: float(s) for c, s in zip(labels, share, strict=True)},
             "keep_counts": {c: int(n) for c, n in zip(labels, keep, strict=True)},
             "n_keep": int(keep.sum()),
@@ -453,6 +549,14 @@ class CalibratedParams(KairosParams):
     gates: Literal["both", "feature", "label"] = "both"
     #: The label statistic: ``parzen`` (reference kernel posterior) or ``crossfit`` (pool + reference logistic regression).
     label_model: Literal["parzen", "crossfit"] = "parzen"
+    #: Rounds of re-valuation after removal (the witness recomputed over the gate's kept rows).
+    revalue: int = 0
+    #: The gate's size: rows with p-value above ``level`` (``level``), or Storey's ``round(pi_c n_c)``.
+    keep_rule: Literal["level", "storey"] = "level"
+    #: ``keep_rule="level"``: the p-value a row must exceed to stay.
+    level: float = 0.1
+    #: ``gates="both"``: ``calibrated_min`` (the two p-values' minimum, calibrated again) or ``min``.
+    combine: Literal["calibrated_min", "min"] = "calibrated_min"
 
 
 @register_method
@@ -474,5 +578,9 @@ class KairosCalibrated(ValuationMethod):
             bandwidth=self.params.bandwidth,
             gates=self.params.gates,
             label_model=self.params.label_model,
+            revalue=self.params.revalue,
+            keep_rule=self.params.keep_rule,
+            level=self.params.level,
+            combine=self.params.combine,
             seed=inputs.seed,
         )
