@@ -275,3 +275,31 @@ def test_estimate_scales_with_the_plan():
     )
     assert both["assumed_like_measured"] == ["partial"]
     assert both["evaluate_s"] == pytest.approx(2 * 2 * one["evaluate_s"])  # two evaluators x two trials
+
+
+def test_checks_carry_the_paired_view_against_random_valued_herding():
+    # three seeds x two trials; "hr" herds over random values (found by method + policy)
+    acc = {
+        "p": [[0.80, 0.84], [0.86, 0.86], [0.70, 0.72]],
+        "hr": [[0.79, 0.81], [0.85, 0.83], [0.72, 0.74]],
+        "random": [[0.6, 0.6], [0.6, 0.62], [0.5, 0.52]],
+    }
+    runs = _runs({name: [a for seed in values for a in seed] for name, values in acc.items()})
+    runs["seed"] = runs.groupby("selection").cumcount() // 2
+    runs["trial"] = runs.groupby("selection").cumcount() % 2
+    runs.loc[runs["selection"] == "hr", ["method", "policy"]] = ["random", "herding"]
+    plan = SuitePlan({}, {}, [0.2], {}, ["probe"], 2, primary="p", baseline="random", ceiling="oracle")
+    checks = summarise_suite(runs, plan).checks.set_index("against")
+    assert set(checks.index) == {"best control", "baseline", "herding over random values"}
+    row = checks.loc["herding over random values"]
+    diffs = [np.mean(acc["p"][s]) - np.mean(acc["hr"][s]) for s in range(3)]  # brute force, per seed
+    assert row["other"] == "hr" and row["paired_seeds"] == 3
+    np.testing.assert_allclose(row["paired_mean"], np.mean(diffs), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(row["paired_std"], np.std(diffs, ddof=1), rtol=0, atol=1e-12)
+    assert row["seeds_better"] == sum(d > 0 for d in diffs) == 2
+    # the verdict stays on the combined std of the unpaired runs, which the shared seed spread inflates
+    flat_p, flat_hr = np.ravel(acc["p"]), np.ravel(acc["hr"])
+    np.testing.assert_allclose(row["combined_std"], np.hypot(np.std(flat_p, ddof=1), np.std(flat_hr, ddof=1)))
+    assert row["paired_std"] < row["combined_std"]
+    one = summarise_suite(runs[runs["seed"] == 0], plan).checks.set_index("against").loc["baseline"]
+    assert one["paired_seeds"] == 1 and np.isnan(one["paired_std"])

@@ -107,17 +107,18 @@ def _suite_summary(split, scenario, evaluator, rows):
     )
 
 
-def _check(split, scenario, evaluator, other, margin, combined):
+def _check(split, scenario, evaluator, other, margin, combined, against="best control", **paired):
     return {
         "split": split,
         "scenario": scenario,
         "budget": 0.2,
         "evaluator": evaluator,
-        "against": "best control",
+        "against": against,
         "other": other,
         "margin": margin,
         "combined_std": combined,
         "wins": margin > combined,
+        **paired,
     }
 
 
@@ -139,6 +140,19 @@ def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_lo
             _check("held_out", "default", "lora", "herd_rand", 0.010, 0.005),
             _check("held_out", "flips", "lora", "cl_filter", -0.030, 0.010),
             _check("held_out", "light", "probe", "herd_rand", 0.002, 0.010),
+            _check(
+                "held_out",
+                "default",
+                "lora",
+                "herd_rand",
+                0.010,
+                0.005,
+                "herding over random values",
+                paired_mean=0.011,
+                paired_std=0.002,
+                paired_seeds=3,
+                seeds_better=3,
+            ),
         ]
     )
     from kairos_curate.study.suite_verdicts import suite_key_lines
@@ -151,7 +165,9 @@ def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_lo
     assert dev.startswith("Selection suite, `default`, budget 20%, development seeds")
     assert "held-out seeds (never used for tuning)" in held
     # 0.90 - 0.89 = 0.010 > hypot(0.003, 0.004) = 0.005: a win over the random-valued control
-    assert "**beat** herding over random values (`herd_rand`, 0.890 ± 0.004)" in held and "75%" in held
+    assert "**beat** herding over random values (`herd_rand`, 0.890 ± 0.004; " in held and "75%" in held
+    assert "paired over 3 seeds +0.011 ± 0.002, higher on 3 of 3)" in held
+    assert "paired" not in dev  # no check row of the development seeds: no paired text
     assert "1 of 3 scenario x evaluator cells" in where
     assert "`flips` lora (lost to `cl_filter`, -0.030)" in where
     assert "`light` probe (was within noise of `herd_rand`, +0.002)" in where

@@ -405,9 +405,12 @@ def _suite(suite: dict[str, Any] | None, tables: Path, figures: Path) -> Section
     checks = frames["checks"]
     if checks is not None and not checks.empty:
         blocks += [
-            f"Done-when checks: `{suite['primary']}` against the best control and against "
-            f"`{suite['baseline']}`; it *wins* where the margin exceeds the combined std "
-            "sqrt(std_a^2 + std_b^2).",
+            f"Done-when checks: `{suite['primary']}` against the best control, against "
+            f"`{suite['baseline']}` and against herding over random values; it *wins* where the margin "
+            "exceeds the combined std sqrt(std_a^2 + std_b^2). The paired column is the per-seed "
+            "difference (trial means, same scenario draw), mean ± std over seeds: it leaves out the "
+            "spread between seeds that both selections share, so it resolves smaller gaps; the verdict "
+            "does not use it.",
             suite_checks_table(checks),
         ]
     else:

@@ -96,9 +96,11 @@ def suite_table(summary: pd.DataFrame, evaluator: str, budget: float) -> pd.Data
 
 
 def suite_checks_table(checks: pd.DataFrame) -> pd.DataFrame:
-    """The done-when checks: the primary against the best control and the baseline, margin vs the
-    combined std, per split, scenario, budget and evaluator."""
-    return pd.DataFrame(
+    """The done-when checks: the primary against the best control and the baseline (and herding over
+    random values, where the suite has it), margin vs the combined std, per split, scenario, budget
+    and evaluator; with the paired view (per-seed differences: mean ± std, seeds won) where the
+    checks carry it."""
+    table = pd.DataFrame(
         {
             "seeds": checks["split"].map(dict(SPLIT_LABELS)).fillna(checks["split"]).to_numpy(),
             "scenario": checks["scenario"].to_numpy(),
@@ -116,3 +118,11 @@ def suite_checks_table(checks: pd.DataFrame) -> pd.DataFrame:
             ],
         }
     )
+    if "paired_mean" in checks:
+        table["paired (seeds won)"] = [
+            "" if pd.isna(m) else f"{m:+.3f}{f' ± {s:.3f}' if n > 1 else ''} ({int(w)} of {int(n)})"
+            for m, s, n, w in zip(
+                checks["paired_mean"], checks["paired_std"], checks["paired_seeds"], checks["seeds_better"], strict=True
+            )
+        ]
+    return table

@@ -44,6 +44,7 @@ from kairos_curate.data.suite_scenario import (
 )
 from kairos_curate.selection import POLICIES, select
 from kairos_curate.study.downstream import LinearProbe
+from kairos_curate.study.suite_margins import RANDOM_VALUED_HERDING, margin_against, random_valued_herding
 from kairos_curate.study.tables import summarise
 from kairos_curate.valuation import METHODS, ValuationInputs, get_method, value
 from kairos_curate.valuation.result import ValuationResult
@@ -524,9 +525,15 @@ def summarise_suite(runs: pd.DataFrame, plan: SuitePlan) -> SuiteTables:
     :data:`METRICS` and the gap closed, ``100 (x - baseline) / (ceiling - baseline)`` in accuracy
     (NaN where the ceiling beats the baseline by less than :data:`MIN_GAP`).
     ``checks``: per split x scenario x budget x evaluator, the primary against the best control
-    (highest mean accuracy among ``control`` rows) and against the baseline: margin, combined std
+    (highest mean accuracy among ``control`` rows), against the baseline and against herding over
+    random values (:func:`random_valued_herding`, where the plan has it): margin, combined std
     ``sqrt(std_a^2 + std_b^2)``, ``wins`` (margin > combined std) and ``no_harm`` (margin >
     -combined std). ``ablations``: each ablation minus the primary, with the combined std.
+    Both also carry the paired view (:func:`margin_against`): the per-seed difference of the two
+    selections' trial means, its mean and std over seeds and the number of seeds the first won.
+    The verdicts (``wins``, ``no_harm``) stay on the combined std, the issue's criterion: its std
+    includes the spread between seeds (pool and test draw) that both selections share, which the
+    paired std leaves out.
     """
     if runs.empty:
         empty = pd.DataFrame()
@@ -535,6 +542,7 @@ def summarise_suite(runs: pd.DataFrame, plan: SuitePlan) -> SuiteTables:
     summary = summarise(runs, keys, METRICS, carry=("role", "method", "policy", "uses_ground_truth", "k"))
     summary["gap_closed"] = np.nan
     groups = ["split", "scenario", "budget", "evaluator"]
+    per_seed = runs.groupby([*groups, "seed", "selection"], sort=False)["accuracy"].mean().unstack("selection")
     checks, ablations = [], []
     for key, grp in summary.groupby(groups, sort=False):
         by = grp.set_index("selection")
@@ -552,31 +560,15 @@ def summarise_suite(runs: pd.DataFrame, plan: SuitePlan) -> SuiteTables:
             against.append(("best control", controls.loc[controls["accuracy_mean"].idxmax()]))
         if plan.baseline in by.index:
             against.append(("baseline", by.loc[plan.baseline]))
+        herd_random = random_valued_herding(grp)
+        if herd_random is not None and herd_random != plan.primary:
+            against.append((RANDOM_VALUED_HERDING, by.loc[herd_random]))
+        seeds = per_seed.loc[key]
         for label, other in against:
-            checks.append({**where, "against": label, **_margin(primary, other)})
+            checks.append({**where, "against": label, **margin_against(primary, other, seeds)})
         for _, row in grp[grp["role"] == "ablation"].set_index("selection").iterrows():
-            ablations.append({**where, **_margin(row, primary)})
+            ablations.append({**where, **margin_against(row, primary, seeds)})
     return SuiteTables(summary, pd.DataFrame(checks), pd.DataFrame(ablations))
-
-
-def _margin(a: pd.Series, b: pd.Series) -> dict[str, Any]:
-    """``a`` minus ``b`` in mean accuracy (rows of the summary indexed by selection)."""
-    sa, sb = np.nan_to_num(float(a["accuracy_std"])), np.nan_to_num(float(b["accuracy_std"]))
-    margin = float(a["accuracy_mean"] - b["accuracy_mean"])
-    combined = float(np.hypot(sa, sb))
-    return {
-        "selection": str(a.name),
-        "other": str(b.name),
-        "mean": float(a["accuracy_mean"]),
-        "std": sa,
-        "other_mean": float(b["accuracy_mean"]),
-        "other_std": sb,
-        "margin": margin,
-        "combined_std": combined,
-        "wins": margin > combined,
-        "no_harm": margin > -combined,
-        "runs": int(a["runs"]),
-    }
 
 
 def estimate_seconds(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kairos_curate.study.suite_margins import RANDOM_VALUED_HERDING, margin_against, random_valued_herding
 from kairos_curate.study.verdicts import pm
 
 __all__ = ["suite_key_lines"]
@@ -17,10 +18,13 @@ __all__ = ["suite_key_lines"]
 _SPLIT_WORDS = {"development": "development seeds", "held_out": "held-out seeds (never used for tuning)"}
 
 
-def _against(a: pd.Series, b: pd.Series) -> tuple[float, float]:
-    """Accuracy margin ``a - b`` and the combined std ``sqrt(std_a^2 + std_b^2)`` (as the suite's checks)."""
-    combined = float(np.hypot(np.nan_to_num(a["accuracy_std"]), np.nan_to_num(b["accuracy_std"])))
-    return float(a["accuracy_mean"] - b["accuracy_mean"]), combined
+def _paired(check: pd.Series | None) -> str:
+    """The paired view of a check row: the per-seed difference's mean ± std and the seeds won."""
+    if check is None or pd.isna(check.get("paired_mean", np.nan)):
+        return ""
+    n = int(check["paired_seeds"])
+    spread = f" ± {check['paired_std']:.3f}" if n > 1 else ""
+    return f"; paired over {n} seeds {check['paired_mean']:+.3f}{spread}, higher on {int(check['seeds_better'])} of {n}"
 
 
 def _verdict(margin: float, combined: float) -> str:
@@ -59,8 +63,7 @@ def suite_key_lines(
     at = min(budgets, key=lambda b: abs(b - budget))
     frame = summary[np.isclose(summary["budget"], at)]
     lines = []
-    herd_random = frame[(frame["method"] == "random") & (frame["policy"] == "herding")]["selection"]
-    control_name = str(herd_random.iloc[0]) if len(herd_random) else None
+    control_name = random_valued_herding(frame)
     for split, words in _SPLIT_WORDS.items():
         part = frame[(frame["split"] == split) & (frame["scenario"] == scenario)]
         if part.empty or primary not in set(part["selection"]):
@@ -72,22 +75,15 @@ def suite_key_lines(
             text = f"{evaluator} {pm(row['accuracy_mean'], row['accuracy_std'])}"
             if control_name is not None and control_name in by.index:
                 other = by.loc[control_name]
-                margin, combined = _against(row, other)
+                m = margin_against(row, other)
                 text += (
-                    f" **{_verdict(margin, combined)}** herding over random values "
-                    f"(`{control_name}`, {pm(other['accuracy_mean'], other['accuracy_std'])})"
+                    f" **{_verdict(m['margin'], m['combined_std'])}** herding over random values "
+                    f"(`{control_name}`, {pm(other['accuracy_mean'], other['accuracy_std'])}"
+                    f"{_paired(_check_row(checks, split, scenario, at, evaluator, RANDOM_VALUED_HERDING))})"
                 )
-            if checks is not None and not checks.empty:
-                best = checks[
-                    (checks["split"] == split)
-                    & (checks["scenario"] == scenario)
-                    & np.isclose(checks["budget"], at)
-                    & (checks["evaluator"] == evaluator)
-                    & (checks["against"] == "best control")
-                ]
-                if len(best):
-                    b = best.iloc[0]
-                    text += f", {_verdict(b['margin'], b['combined_std'])} the best control (`{b['other']}`)"
+            best = _check_row(checks, split, scenario, at, evaluator, "best control")
+            if best is not None:
+                text += f", {_verdict(best['margin'], best['combined_std'])} the best control (`{best['other']}`)"
             if pd.notna(row.get("gap_closed", np.nan)):
                 text += f", {row['gap_closed']:.0f}% of the random-to-oracle gap closed"
             cells.append(text)
@@ -120,12 +116,28 @@ def suite_key_lines(
         for _, grp in held_frame.groupby(["scenario", "evaluator"], sort=False):
             by = grp.set_index("selection")
             if ceiling in by.index and control_name in by.index:
-                margin, combined = _against(by.loc[ceiling], by.loc[control_name])
+                m = margin_against(by.loc[ceiling], by.loc[control_name])
                 n_cells += 1
-                n_wins += int(margin > combined)
+                n_wins += int(m["wins"])
         if n_cells:
             lines.append(
                 f"Room to win: the ceiling `{ceiling}` (chooses by ground truth) itself beat herding over random "
                 f"values by more than the combined std in {n_wins} of {n_cells} held-out scenario x evaluator cells."
             )
     return lines
+
+
+def _check_row(
+    checks: pd.DataFrame | None, split: str, scenario: str, budget: float, evaluator: str, against: str
+) -> pd.Series | None:
+    """The suite check of the primary ``against`` a control in one cell, or None."""
+    if checks is None or checks.empty:
+        return None
+    rows = checks[
+        (checks["split"] == split)
+        & (checks["scenario"] == scenario)
+        & np.isclose(checks["budget"], budget)
+        & (checks["evaluator"] == evaluator)
+        & (checks["against"] == against)
+    ]
+    return rows.iloc[0] if len(rows) else None
