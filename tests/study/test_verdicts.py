@@ -160,8 +160,9 @@ def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_lo
     lines = suite_key_lines(summary, checks, primary="prim", ceiling="orc")
     assert len(lines) == 4
     dev, held, where, room = lines
-    assert "ceiling `orc` (chooses by ground truth) itself beat herding over random values" in room
-    assert "in 0 of 1 held-out" in room
+    assert "a ceiling (`orc`: they choose by ground truth) beat herding over random values" in room
+    assert "in 0 of 1 held-out" in room and "on `default` the best ceiling's margin" in room
+    assert "lora `orc` +0.005 vs 0.006" in room  # 0.895 - 0.89, hypot(0.004, 0.004)
     assert dev.startswith("Selection suite, `default`, budget 20%, development seeds")
     assert "held-out seeds (never used for tuning)" in held
     # 0.90 - 0.89 = 0.010 > hypot(0.003, 0.004) = 0.005: a win over the random-valued control
@@ -182,3 +183,20 @@ def test_suite_key_lines_within_noise_and_absent_suite():
     assert held and "**was within noise of** herding over random values" in held[0]
     assert suite_key_lines(None, None, primary="prim") == []
     assert suite_key_lines(_suite_summary("held_out", "default", "probe", rows), None, primary="other") == []
+
+
+def test_room_to_win_takes_the_best_of_every_ceiling():
+    from kairos_curate.study.suite_verdicts import suite_key_lines
+
+    rows = [
+        ("prim", "kairos_calibrated", "gated_cover", 0.90, 0.003, 75.0),
+        ("herd_rand", "random", "herding", 0.89, 0.004, 60.0),
+        ("orc", "random", "global", 0.895, 0.004, 100.0),  # no room: 0.005 < 0.0057
+        ("orc_cover", "random", "gated_cover", 0.91, 0.004, 120.0),  # room: 0.020 > 0.0057
+    ]
+    held = _suite_summary("held_out", "default", "lora", rows)
+    held["role"] = ["primary", "control", "ceiling", "ceiling"]
+    other = _suite_summary("held_out", "flips", "lora", rows[:3]).assign(role=["primary", "control", "ceiling"])
+    room = suite_key_lines(pd.concat([held, other]), None, primary="prim", ceiling="orc")[-1]
+    assert room.startswith("Room to win: a ceiling (`orc`, `orc_cover`: they choose by ground truth)")
+    assert "in 1 of 2 held-out" in room and "lora `orc_cover` +0.020 vs 0.006" in room

@@ -112,19 +112,39 @@ def suite_key_lines(
             lines.append(line)
     held_frame = frame[frame["split"] == "held_out"]
     if ceiling is not None and control_name is not None and not held_frame.empty:
-        n_wins, n_cells = 0, 0
-        for _, grp in held_frame.groupby(["scenario", "evaluator"], sort=False):
-            by = grp.set_index("selection")
-            if ceiling in by.index and control_name in by.index:
-                m = margin_against(by.loc[ceiling], by.loc[control_name])
-                n_cells += 1
-                n_wins += int(m["wins"])
-        if n_cells:
-            lines.append(
-                f"Room to win: the ceiling `{ceiling}` (chooses by ground truth) itself beat herding over random "
-                f"values by more than the combined std in {n_wins} of {n_cells} held-out scenario x evaluator cells."
-            )
+        lines += _room_lines(held_frame, ceiling, control_name, scenario)
     return lines
+
+
+def _room_lines(held: pd.DataFrame, ceiling: str, control: str, scenario: str) -> list[str]:
+    """How much room the measurement leaves: in how many held-out cells the best ceiling (``ceiling``
+    and every other selection of role ``ceiling``: they choose by ground truth) beat the random-valued
+    herding ``control`` by more than the combined std, with the ``scenario``'s cells spelled out."""
+    names = [ceiling]
+    if "role" in held:
+        names += [str(n) for n in dict.fromkeys(held.loc[held["role"] == "ceiling", "selection"]) if n != ceiling]
+    n_wins, n_cells, cells = 0, 0, []
+    for (scen, evaluator), grp in held.groupby(["scenario", "evaluator"], sort=False):
+        by = grp.set_index("selection")
+        present = [n for n in names if n in by.index]
+        if not present or control not in by.index:
+            continue
+        margins = [(margin_against(by.loc[n], by.loc[control]), n) for n in present]
+        best, name = max(margins, key=lambda t: t[0]["margin"] - t[0]["combined_std"])
+        n_cells += 1
+        n_wins += int(best["wins"])
+        if scen == scenario:
+            cells.append(f"{evaluator} `{name}` {best['margin']:+.3f} vs {best['combined_std']:.3f}")
+    if not n_cells:
+        return []
+    line = (
+        f"Room to win: a ceiling ({', '.join(f'`{n}`' for n in names)}: they choose by ground truth) beat herding "
+        f"over random values by more than the combined std in {n_wins} of {n_cells} held-out scenario x evaluator "
+        "cells"
+    )
+    if cells:
+        line += f"; on `{scenario}` the best ceiling's margin vs the combined std: " + "; ".join(cells)
+    return [line + ". Where no ceiling clears that bar, no selection can be shown to by this measurement."]
 
 
 def _check_row(
