@@ -162,7 +162,7 @@ def test_suite_key_lines_name_the_random_valued_control_and_where_the_primary_lo
     dev, held, where, room = lines
     assert "a ceiling (`orc`: they choose by ground truth) beat herding over random values" in room
     assert "in 0 of 1 held-out" in room and "on `default` the best ceiling's margin" in room
-    assert "lora `orc` +0.005 vs 0.006" in room  # 0.895 - 0.89, hypot(0.004, 0.004)
+    assert "lora `orc` +0.005 vs 0.006 (does not)" in room  # 0.895 - 0.89, hypot(0.004, 0.004)
     assert dev.startswith("Selection suite, `default`, budget 20%, development seeds")
     assert "held-out seeds (never used for tuning)" in held
     # 0.90 - 0.89 = 0.010 > hypot(0.003, 0.004) = 0.005: a win over the random-valued control
@@ -199,4 +199,4 @@ def test_room_to_win_takes_the_best_of_every_ceiling():
     other = _suite_summary("held_out", "flips", "lora", rows[:3]).assign(role=["primary", "control", "ceiling"])
     room = suite_key_lines(pd.concat([held, other]), None, primary="prim", ceiling="orc")[-1]
     assert room.startswith("Room to win: a ceiling (`orc`, `orc_cover`: they choose by ground truth)")
-    assert "in 1 of 2 held-out" in room and "lora `orc_cover` +0.020 vs 0.006" in room
+    assert "in 1 of 2 held-out" in room and "lora `orc_cover` +0.020 vs 0.006 (clears it)" in room

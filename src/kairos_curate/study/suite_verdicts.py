@@ -134,7 +134,8 @@ def _room_lines(held: pd.DataFrame, ceiling: str, control: str, scenario: str) -
         n_cells += 1
         n_wins += int(best["wins"])
         if scen == scenario:
-            cells.append(f"{evaluator} `{name}` {best['margin']:+.3f} vs {best['combined_std']:.3f}")
+            verdict = "clears it" if best["wins"] else "does not"
+            cells.append(f"{evaluator} `{name}` {best['margin']:+.3f} vs {best['combined_std']:.3f} ({verdict})")
     if not n_cells:
         return []
     line = (
@@ -144,7 +145,9 @@ def _room_lines(held: pd.DataFrame, ceiling: str, control: str, scenario: str) -
     )
     if cells:
         line += f"; on `{scenario}` the best ceiling's margin vs the combined std: " + "; ".join(cells)
-    return [line + ". Where no ceiling clears that bar, no selection can be shown to by this measurement."]
+    return [
+        line + ". Where no ceiling clears that bar, even choosing by ground truth is not shown to beat the control."
+    ]
 
 
 def _check_row(
