@@ -48,9 +48,12 @@ def test_the_small_suite_writes_its_tables_and_lists_every_skip(tmp_path):
     runs = pd.read_csv(tables / "suite_runs.csv")
     ran = set(small["selections"]) - set(metrics["skipped"])
     assert set(runs["selection"]) == ran and set(runs["split"]) == {"development", "held_out"}
-    assert set(runs["evaluator"]) == {"probe", "lora"} and set(runs["scenario"]) == {"default", "clean"}
-    # scenarios x seeds x budgets x selections x (probe + one LoRA trial)
-    assert len(runs) == 2 * 2 * len(small["budgets"]) * len(ran) * 2
+    evaluators = set(small["evaluators"])
+    assert "probe" in evaluators and len(evaluators) > 1  # the profile fine-tunes, not only probes
+    assert set(runs["evaluator"]) == evaluators and set(runs["scenario"]) == {"default", "clean"}
+    # scenarios x seeds x budgets x selections x (one probe + `trials` runs of each fine-tuning evaluator)
+    per_subset = 1 + (len(evaluators) - 1) * small["trials"]
+    assert len(runs) == 2 * 2 * len(small["budgets"]) * len(ran) * per_subset
     clean = runs[runs["scenario"] == "clean"]
     assert (clean["precision"] == 1.0).all()
     assert runs.loc[runs["selection"].isin(["oracle", "oracle_cover"]), "uses_ground_truth"].all()
